@@ -1,0 +1,15 @@
+FROM python:3.11-slim
+COPY --from=ghcr.io/astral-sh/uv:latest /uv /usr/local/bin/uv
+WORKDIR /app
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_NO_DEV=1 \
+    COLLECTOR_HOST=0.0.0.0 COLLECTOR_PORT=8080 COLLECTOR_DATA_DIR=/data
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-install-project
+COPY collector ./collector
+COPY sql ./sql
+COPY schemas ./schemas
+RUN uv sync --frozen && useradd --system --home /data collector && mkdir -p /data && chown collector /data
+USER collector
+EXPOSE 8080
+# DATABASE_URL must be set: the image does not run the embedded database.
+CMD ["uv", "run", "--no-sync", "collector", "serve"]

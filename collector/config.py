@@ -1,0 +1,46 @@
+"""Settings of the collector, read from the environment (pydantic-settings).
+
+Every setting is an environment variable; the names are the field names in
+upper case with the ``COLLECTOR_`` prefix, except ``DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Collector settings.
+
+    Sizes are bytes, durations seconds. ``database_url`` empty means: start an
+    embedded PostgreSQL under ``data_dir / "pg"``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="COLLECTOR_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".collector")
+    database_url: str = Field(
+        default="", validation_alias=AliasChoices("DATABASE_URL", "COLLECTOR_DATABASE_URL")
+    )
+    admin_token: str = ""
+    signing_key_file: Path | None = None
+    receipt_issuer: str = "workspace-statistics-collector"
+    max_body_bytes: int = 1024 * 1024  # after decompression; a real record is ~12-16 KiB
+    db_pool_min: int = 2
+    db_pool_max: int = 8
+    queue_max: int = 2000  # reports waiting for a database write; beyond: 503 shed(overloaded)
+    batch_max: int = 256  # reports written in one transaction (group commit)
+    retry_after_s: int = 5
+    future_tolerance_s: int = 3600  # a record dated further in the future is refused
+    stale_after_s: int = 48 * 3600
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def resolved_signing_key_file(self) -> Path:
+        return self.signing_key_file or (self.data_dir / "receipt-signing-key.pem")

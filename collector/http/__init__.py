@@ -1,0 +1,1 @@
+"""The HTTP layer (aiohttp): app assembly, ingest, operator API."""

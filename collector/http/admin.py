@@ -1,0 +1,82 @@
+"""Operator API: workspaces (register, read, rotate, revoke) and operator tokens.
+
+All calls need an operator bearer token with the ``admin`` role (the first
+one is ``COLLECTOR_ADMIN_TOKEN``). Answers are JSON; a new token appears in
+the answer once and is stored only as a hash.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from collector import auth, workspaces
+from collector.http.common import BadRequest, json_response, operator, parse_body, state
+
+routes = web.RouteTableDef()
+
+
+class NewWorkspace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+class NewOperatorToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    roles: list[str] = Field(min_length=1)
+    label: str | None = Field(default=None, max_length=100)
+
+
+def workspace_id_of(request: web.Request) -> UUID:
+    """The ``{workspace_id}`` of the URL; BadRequest(404) when not a UUID."""
+    try:
+        return UUID(request.match_info["workspace_id"])
+    except ValueError:
+        raise BadRequest(404, "unknown_workspace", "no workspace with that id") from None
+
+
+@routes.post("/api/v1/workspaces")
+async def create_workspace(request: web.Request) -> web.Response:
+    await operator(request, "admin")
+    body = await parse_body(request, NewWorkspace)
+    async with state(request).pool.acquire() as conn:
+        try:
+            created = await workspaces.register(conn, body.plan)
+        except workspaces.UnknownPlan:
+            raise BadRequest(422, "unknown_plan", "no plan with that name", [{"path": "plan", "reason": "unknown_plan", "message": "the plan is not in the plan catalogue"}]) from None
+    return json_response(created, status=201)
+
+
+@routes.get("/api/v1/workspaces/{workspace_id}")
+async def read_workspace(request: web.Request) -> web.Response:
+    await operator(request, "admin")
+    async with state(request).pool.acquire() as conn:
+        return json_response(await workspaces.get(conn, workspace_id_of(request)))
+
+
+@routes.post("/api/v1/workspaces/{workspace_id}/rotate")
+async def rotate_workspace_token(request: web.Request) -> web.Response:
+    await operator(request, "admin")
+    async with state(request).pool.acquire() as conn:
+        return json_response(await workspaces.rotate(conn, workspace_id_of(request)))
+
+
+@routes.post("/api/v1/workspaces/{workspace_id}/revoke")
+async def revoke_workspace(request: web.Request) -> web.Response:
+    await operator(request, "admin")
+    async with state(request).pool.acquire() as conn:
+        return json_response(await workspaces.revoke(conn, workspace_id_of(request)))
+
+
+@routes.post("/api/v1/operator-tokens")
+async def create_operator_token(request: web.Request) -> web.Response:
+    await operator(request, "admin")
+    body = await parse_body(request, NewOperatorToken)
+    async with state(request).pool.acquire() as conn:
+        try:
+            token = await auth.create_operator_token(conn, body.roles, body.label)
+        except ValueError as exc:
+            raise BadRequest(422, "invalid_request", str(exc), [{"path": "roles", "reason": "unknown_role", "message": str(exc)}]) from None
+    return json_response({"token": token, "roles": sorted(set(body.roles))}, status=201)

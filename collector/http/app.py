@@ -1,0 +1,116 @@
+"""Assembly of the aiohttp application: startup/shutdown, middlewares, routes.
+
+Routes:
+  POST /, POST /api/v1/statistics   ingest (workspace token)      collector.http.ingest
+  /api/v1/workspaces..., /api/v1/operator-tokens (operator)       collector.http.admin
+  GET /.well-known/jwks.json         public key of the receipts
+  GET /healthz                       the process is up
+  GET /readyz                        the database answers (503 otherwise)
+  GET /metrics                       Prometheus text format
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from collector import db, metrics, storage
+from collector.auth import Forbidden, Unauthorized
+from collector.catalogue import CATALOGUE_VERSION
+from collector.config import Settings
+from collector.http import admin, ingest
+from collector.http.common import STATE, BadRequest, State, error_response, json_response
+from collector.logs import log
+from collector.receipts import ReceiptSigner
+from collector.workspaces import UnknownWorkspace
+
+
+@web.middleware
+async def errors_and_timing(request: web.Request, handler) -> web.StreamResponse:
+    """Map known exceptions to clear JSON answers and time every request.
+
+    Database faults become 503 + Retry-After (retryable), never 500.
+    """
+    started = time.perf_counter()
+    retry_after = request.app[STATE].settings.retry_after_s
+    try:
+        response = await handler(request)
+    except Unauthorized:
+        response = error_response(401, "unauthorized", "a valid bearer token is required")
+    except Forbidden as exc:
+        response = error_response(403, "forbidden", exc.detail)
+    except BadRequest as exc:
+        response = error_response(exc.status, exc.error, exc.detail, exc.violations)
+    except UnknownWorkspace:
+        response = error_response(404, "unknown_workspace", "no workspace with that id")
+    except db.UNAVAILABLE_ERRORS:
+        response = error_response(503, "database_unavailable", "the database is unavailable; retry later", retry_after=retry_after)
+    except web.HTTPException as exc:
+        response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    metrics.REQUEST_SECONDS.labels(route, f"{response.status // 100}xx").observe(time.perf_counter() - started)
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await asyncio.wait_for(request.app[STATE].pool.fetchval("SELECT 1"), timeout=2)
+    except (asyncio.TimeoutError, *db.UNAVAILABLE_ERRORS):
+        return error_response(503, "database_unavailable", "the database does not answer", retry_after=request.app[STATE].settings.retry_after_s)
+    return json_response({"status": "ready"})
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    body, content_type = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def jwks(request: web.Request) -> web.Response:
+    return json_response(request.app[STATE].signer.jwks())
+
+
+def make_app(settings: Settings, database_url: str) -> web.Application:
+    """Build the application. On startup it connects to ``database_url`` (retrying
+    for up to 30 s), applies migrations and starts the group-commit writer."""
+    app = web.Application(middlewares=[errors_and_timing], client_max_size=settings.max_body_bytes)
+
+    async def lifecycle(app: web.Application):
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(db.UNAVAILABLE_ERRORS),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            stop=stop_after_delay(30),
+            reraise=True,
+        ):
+            with attempt:
+                pool = await db.create_pool(database_url, settings.db_pool_min, settings.db_pool_max)
+        try:
+            async with pool.acquire() as conn:
+                await db.migrate(conn)
+                secret = await storage.load_secret(conn, "record_key")
+            signer = ReceiptSigner.from_file(settings.resolved_signing_key_file, settings.receipt_issuer)
+            writer = storage.ReportWriter(
+                pool, signer, CATALOGUE_VERSION, queue_max=settings.queue_max, batch_max=settings.batch_max
+            )
+            writer.start()
+            app[STATE] = State(settings, pool, signer, writer, secret, CATALOGUE_VERSION)
+            yield
+            await writer.stop()
+        finally:
+            await pool.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/", ingest.post_statistics)
+    app.router.add_post("/api/v1/statistics", ingest.post_statistics)
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_routes(admin.routes)
+    return app

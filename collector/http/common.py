@@ -1,0 +1,111 @@
+"""Shared pieces of the HTTP layer: app state, JSON answers, auth, body models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+import asyncpg
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from collector.auth import Principal, Unauthorized, authenticate, bearer
+from collector.config import Settings
+from collector.receipts import ReceiptSigner
+from collector.storage import ReportWriter
+
+
+@dataclass
+class State:
+    settings: Settings
+    pool: asyncpg.Pool
+    signer: ReceiptSigner
+    writer: ReportWriter
+    record_secret: bytes
+    catalogue_version: str
+
+
+STATE = web.AppKey("state", State)
+
+
+def state(request: web.Request) -> State:
+    return request.app[STATE]
+
+
+def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
+    """A JSON answer serialised with orjson (UUIDs and datetimes as strings)."""
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(
+    status: int, error: str, detail: str, violations: list[dict] | None = None, retry_after: int | None = None
+) -> web.Response:
+    """An error answer: ``{"error": code, "detail": sentence[, "violations": [...]]}``.
+
+    Retryable answers (429/503) carry ``Retry-After`` in seconds.
+    """
+    body: dict = {"error": error, "detail": detail}
+    if violations is not None:
+        body["violations"] = violations
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="collector"'}
+    return json_response(body, status, headers)
+
+
+async def principal(request: web.Request) -> Principal:
+    """Authenticate the request's bearer token. Raises Unauthorized."""
+    st = state(request)
+    token = bearer(request.headers.get("Authorization"))
+    return await authenticate(st.pool, token, st.settings.admin_token)
+
+
+async def operator(request: web.Request, role: str) -> Principal:
+    """Authenticate and require an operator token with ``role``.
+
+    Raises Unauthorized, or auth.Forbidden (-> 403) for a token without the role.
+    """
+    p = await principal(request)
+    p.require_role(role)
+    return p
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, error: str, detail: str, violations: list[dict] | None = None):
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.violations = status, error, detail, violations
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """Parse a small JSON request body into ``model`` (strict).
+
+    Raises BadRequest: 415 when not JSON, 400 when malformed, 422 with
+    ``violations`` (path and reason, never the value) when it does not fit.
+    """
+    if request.content_type != "application/json":
+        raise BadRequest(415, "unsupported_media_type", "Content-Type must be application/json")
+    try:
+        raw = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise BadRequest(400, "malformed_body", "the body is not valid JSON") from None
+    try:
+        return model.model_validate(raw, strict=True)
+    except ValidationError as exc:
+        violations = [
+            {"path": ".".join(str(p) for p in e["loc"]) or "$", "reason": e["type"], "message": e["msg"]}
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        raise BadRequest(422, "invalid_request", "the request body does not fit", violations) from None
+
+
+__all__ = ["State", "STATE", "state", "json_response", "error_response", "principal", "operator",
+           "parse_body", "BadRequest", "Unauthorized"]

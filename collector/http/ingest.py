@@ -1,0 +1,102 @@
+"""POST / and /api/v1/statistics: a workspace posts its statistics record.
+
+The one-way flow of a report, each step raising ``Refusal`` to end it:
+auth -> body limits and decoding -> parse -> validate and strip (the field
+catalogue, ``collector.schema``) -> opt-out policy -> store (group commit)
+-> receipt. The answer, the quarantine row and the metrics all use the
+report's single outcome (``collector.outcomes``).
+
+Answer 200: ``{"statsToken": <JWT receipt>, "outcome": "accepted"|"duplicate",
+"recordId": <uuid>, "kept": [categories], "dropped": <count of identifying
+fields dropped>}``; Rocket.Chat reads only ``statsToken``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from aiohttp import web
+
+from collector import decoding, metrics, storage
+from collector.auth import Unauthorized
+from collector.db import UNAVAILABLE_ERRORS
+from collector.http.common import error_response, json_response, principal, state
+from collector.logs import log
+from collector.outcomes import Reason, Refusal
+from collector.schema import SchemaViolation, check_report
+
+
+async def post_statistics(request: web.Request) -> web.Response:
+    st = state(request)
+    workspace_id = None
+    body: bytes | None = None
+    try:
+        try:
+            who = await principal(request)
+        except Unauthorized:
+            raise Refusal(Reason.UNAUTHORIZED, "a valid workspace token is required") from None
+        except UNAVAILABLE_ERRORS:
+            raise Refusal(Reason.DATABASE_UNAVAILABLE, "the database is unavailable; retry later") from None
+        if who.kind != "workspace":
+            raise Refusal(Reason.UNAUTHORIZED, "a valid workspace token is required")
+        workspace_id = who.workspace_id
+        body = await decoding.read_body(request)
+        doc = decoding.parse_json(body)
+        try:
+            checked = check_report(doc)
+        except SchemaViolation as exc:
+            violations = [{"path": v.path, "reason": v.reason, "message": v.message} for v in exc.violations]
+            raise Refusal(Reason.SCHEMA_VIOLATION, "the report does not fit the schema", violations) from None
+        now = datetime.now(timezone.utc)
+        if checked.created_at > now + timedelta(seconds=st.settings.future_tolerance_s):
+            raise Refusal(
+                Reason.FUTURE_RECORD,
+                "createdAt is more than 1 hour in the future",
+                [{"path": "createdAt", "reason": "future_timestamp", "message": "createdAt is in the future"}],
+            )
+        kept = checked.categories
+        result = await st.writer.submit(
+            storage.PendingReport(
+                workspace_id=workspace_id,
+                record_key=storage.record_key(st.record_secret, checked.record_id),
+                created_at=checked.created_at,
+                rc_version=checked.version,
+                categories=kept,
+            )
+        )
+    except Refusal as refusal:
+        metrics.count_outcome(refusal.outcome, refusal.violations)
+        log.info(
+            "report_refused" if refusal.reason.kind.value == "refused" else "report_shed",
+            outcome=refusal.outcome.kind.value,
+            reason=refusal.reason.value,
+            workspace_id=str(workspace_id) if workspace_id else None,
+            violations=len(refusal.violations),
+        )
+        if workspace_id is not None and refusal.reason.kind.value == "refused":
+            await storage.quarantine(
+                st.pool,
+                workspace_id=workspace_id,
+                reason=refusal.reason.value,
+                catalogue_version=st.catalogue_version,
+                body=body,
+                violations=refusal.violations,
+            )
+        return error_response(
+            refusal.outcome.status,
+            refusal.reason.value,
+            refusal.detail,
+            refusal.violations if refusal.violations else None,
+            retry_after=st.settings.retry_after_s if refusal.reason.kind.value == "shed" else None,
+        )
+    metrics.count_outcome(result.outcome)
+    log.info("report_" + result.outcome.kind.value, workspace_id=str(workspace_id), record_id=str(result.report_id))
+    return json_response(
+        {
+            "statsToken": result.receipt,
+            "outcome": result.outcome.kind.value,
+            "recordId": str(result.report_id),
+            "kept": sorted(kept),
+            "dropped": len(checked.dropped),
+        }
+    )

@@ -1,0 +1,34 @@
+"""Structured logging (structlog), one JSON object per line on stderr.
+
+Log events carry names, counts, workspace ids and outcome codes only: never a
+field value of a report, a token, or a host name (see ``collector.privacy``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+def configure(level: str = "INFO", json: bool = True) -> None:
+    """Configure structlog and the stdlib root logger (aiohttp, asyncpg)."""
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
+    # aiohttp's access log would print client addresses: keep it off.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+log = structlog.get_logger("collector")

@@ -1,0 +1,45 @@
+"""Prometheus metrics (prometheus-client). No label ever holds a workspace id,
+a token or any value from a report: labels are outcome/reason codes, route
+names and catalogue violation reasons only.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from collector.outcomes import Outcome
+
+REPORTS = Counter(
+    "collector_reports",
+    "Reports by outcome (accepted, duplicate, refused, shed) and reason.",
+    ["outcome", "reason"],
+)
+VIOLATIONS = Counter(
+    "collector_schema_violations",
+    "Schema violations found in refused reports, by violation reason code.",
+    ["reason"],
+)
+REQUEST_SECONDS = Histogram(
+    "collector_http_request_duration_seconds",
+    "HTTP request latency by route and status class.",
+    ["route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WRITE_QUEUE = Gauge("collector_write_queue_depth", "Reports waiting for the group-commit writer.")
+BATCH_SIZE = Histogram(
+    "collector_write_batch_size",
+    "Reports written per database transaction (group commit).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+
+
+def count_outcome(outcome: Outcome, violations: list[dict] | None = None) -> None:
+    """Count one report's outcome and, for schema refusals, its violation reasons."""
+    REPORTS.labels(outcome.kind.value, outcome.label).inc()
+    for v in violations or ():
+        VIOLATIONS.labels(v["reason"]).inc()
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of all metrics and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
