@@ -1,5 +1,5 @@
 FROM python:3.11-slim
-COPY --from=ghcr.io/astral-sh/uv:latest /uv /usr/local/bin/uv
+RUN pip install --no-cache-dir uv
 WORKDIR /app
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_NO_DEV=1 \
     COLLECTOR_HOST=0.0.0.0 COLLECTOR_PORT=8080 COLLECTOR_DATA_DIR=/data
