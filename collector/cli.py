@@ -20,7 +20,7 @@ from uuid import UUID
 import click
 import orjson
 
-from collector import auth, db, logs, workspaces
+from collector import auth, db, logs, quarantine, workspaces
 from collector.config import Settings
 
 
@@ -147,6 +147,20 @@ def operator_token_add(roles: tuple[str, ...], label: str | None) -> None:
         return {"token": await auth.create_operator_token(conn, list(roles), label), "roles": sorted(set(roles))}
 
     _run_with_conn(go)
+
+
+@main.group("quarantine")
+def quarantine_group() -> None:
+    """Refused reports (no values: paths, reasons, body hash and size)."""
+
+
+@quarantine_group.command("list")
+@click.option("--workspace", "workspace_id", type=click.UUID, default=None)
+@click.option("--reason", default=None, help="e.g. schema_violation, malformed_body, too_large")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+def quarantine_list(workspace_id: UUID | None, reason: str | None, limit: int) -> None:
+    """List quarantined reports, newest first."""
+    _run_with_conn(lambda conn: quarantine.listing(conn, workspace_id=workspace_id, reason=reason, limit=limit))
 
 
 if __name__ == "__main__":

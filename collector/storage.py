@@ -234,32 +234,3 @@ class ReportWriter:
             else:
                 results.append(existing[(r.workspace_id, r.record_key)])
         return results
-
-
-async def quarantine(
-    pool: asyncpg.Pool,
-    *,
-    workspace_id: UUID | None,
-    reason: str,
-    catalogue_version: str,
-    body: bytes | None,
-    violations: list[dict],
-) -> None:
-    """Record a refused report: who, when, why and where, the body's SHA-256 and size.
-
-    ``violations`` keeps only ``path`` and ``reason`` of each. Never raises for
-    an unreachable database (the refusal is still answered; a warning is logged).
-    """
-    try:
-        await pool.execute(
-            "INSERT INTO quarantine (workspace_id, reason, catalogue_version, body_sha256, body_size, violations)"
-            " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
-            workspace_id,
-            reason,
-            catalogue_version,
-            hashlib.sha256(body).digest() if body is not None else None,
-            len(body) if body is not None else None,
-            orjson.dumps([{"path": v["path"], "reason": v["reason"]} for v in violations]).decode(),
-        )
-    except UNAVAILABLE_ERRORS as exc:
-        log.warning("quarantine_not_written", reason=reason, error=type(exc).__name__)

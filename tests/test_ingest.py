@@ -331,3 +331,27 @@ async def test_database_unreachable_is_503_with_retry_after(database_url, tmp_pa
     finally:
         await stop_service(svc)
         await proxy.close()
+
+
+async def test_quarantine_listing_shows_paths_and_reasons_only(service, report_870):
+    ws = await service.register()
+    report_870["activeUsers"] = -3
+    status, _, _ = await service.post_report(ws["token"], report_870)
+    assert status == 422
+    await service.post_report(ws["token"], b"{not json")
+    async with service.http.get(
+        f"{service.url}/api/v1/quarantine", params={"workspace_id": ws["workspace_id"]}, headers=admin_headers()
+    ) as r:
+        assert r.status == 200
+        items = (await r.json())["items"]
+    assert [i["reason"] for i in items] == ["malformed_body", "schema_violation"]
+    assert items[1]["violations"][0]["path"] == "activeUsers"
+    assert set(items[1]["violations"][0]) == {"path", "reason"}
+    assert len(items[1]["body_sha256"]) == 64
+    async with service.http.get(
+        f"{service.url}/api/v1/quarantine", params={"limit": "0"}, headers=admin_headers()
+    ) as r:
+        assert r.status == 400
+        assert (await r.json())["violations"][0]["path"] == "limit"
+    async with service.http.get(f"{service.url}/api/v1/quarantine", headers={"Authorization": f"Bearer {ws['token']}"}) as r:
+        assert r.status == 403

@@ -7,13 +7,14 @@ the answer once and is stored only as a hash.
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector import auth, workspaces
-from collector.http.common import BadRequest, json_response, operator, parse_body, state
+from collector import auth, quarantine, workspaces
+from collector.http.common import BadRequest, json_response, operator, parse_body, parse_query, state
 
 routes = web.RouteTableDef()
 
@@ -80,3 +81,23 @@ async def create_operator_token(request: web.Request) -> web.Response:
         except ValueError as exc:
             raise BadRequest(422, "invalid_request", str(exc), [{"path": "roles", "reason": "unknown_role", "message": str(exc)}]) from None
     return json_response({"token": token, "roles": sorted(set(body.roles))}, status=201)
+
+
+class QuarantineQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    workspace_id: UUID | None = None
+    reason: str | None = Field(default=None, pattern=r"^[a-z_]{1,40}$")
+    since: datetime | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+@routes.get("/api/v1/quarantine")
+async def list_quarantine(request: web.Request) -> web.Response:
+    """Quarantined reports, newest first; query: workspace_id, reason, since (ISO 8601), limit (1..1000)."""
+    await operator(request, "admin")
+    q = parse_query(request, QuarantineQuery)
+    async with state(request).pool.acquire() as conn:
+        items = await quarantine.listing(
+            conn, workspace_id=q.workspace_id, reason=q.reason, since=q.since, limit=q.limit
+        )
+    return json_response({"items": items})

@@ -97,15 +97,27 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raw = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
         raise BadRequest(400, "malformed_body", "the body is not valid JSON") from None
+    return _validate(model, raw, strict=True, what="the request body")
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """Parse the query string into ``model`` (lax: query values are text).
+
+    Raises BadRequest(400) with ``violations`` naming the parameter, never its value.
+    """
+    return _validate(model, dict(request.query), strict=False, what="the query", status=400)
+
+
+def _validate(model: type[M], raw: object, *, strict: bool, what: str, status: int = 422) -> M:
     try:
-        return model.model_validate(raw, strict=True)
+        return model.model_validate(raw, strict=strict)
     except ValidationError as exc:
         violations = [
             {"path": ".".join(str(p) for p in e["loc"]) or "$", "reason": e["type"], "message": e["msg"]}
-            for e in exc.errors(include_input=False, include_url=False)
+            for e in exc.errors(include_input=False, include_url=False, include_context=False)
         ]
-        raise BadRequest(422, "invalid_request", "the request body does not fit", violations) from None
+        raise BadRequest(status, "invalid_request", f"{what} does not fit", violations) from None
 
 
 __all__ = ["State", "STATE", "state", "json_response", "error_response", "principal", "operator",
-           "parse_body", "BadRequest", "Unauthorized"]
+           "parse_body", "parse_query", "BadRequest", "Unauthorized"]

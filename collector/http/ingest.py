@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
 
-from collector import decoding, metrics, storage
+from collector import decoding, metrics, quarantine, storage
 from collector.auth import Unauthorized
 from collector.db import UNAVAILABLE_ERRORS
 from collector.http.common import error_response, json_response, principal, state
@@ -74,7 +74,7 @@ async def post_statistics(request: web.Request) -> web.Response:
             violations=len(refusal.violations),
         )
         if workspace_id is not None and refusal.reason.kind.value == "refused":
-            await storage.quarantine(
+            await quarantine.record(
                 st.pool,
                 workspace_id=workspace_id,
                 reason=refusal.reason.value,

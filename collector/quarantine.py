@@ -1,0 +1,88 @@
+"""The quarantine: one row per refused report, with no value of the report.
+
+A row holds the workspace (when authenticated), the time, the refusal reason
+(``collector.outcomes.Reason``), the field catalogue version, the SHA-256 and
+size of the body, and the list of ``{path, reason}`` violations. Operators
+read it with ``collector quarantine list`` and ``GET /api/v1/quarantine``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from collector.db import UNAVAILABLE_ERRORS
+from collector.logs import log
+
+
+async def record(
+    pool: asyncpg.Pool,
+    *,
+    workspace_id: UUID | None,
+    reason: str,
+    catalogue_version: str,
+    body: bytes | None,
+    violations: list[dict],
+) -> None:
+    """Record a refused report: who, when, why and where, the body's SHA-256 and size.
+
+    ``violations`` keeps only ``path`` and ``reason`` of each. Never raises for
+    an unreachable database (the refusal is still answered; a warning is logged).
+    """
+    try:
+        await pool.execute(
+            "INSERT INTO quarantine (workspace_id, reason, catalogue_version, body_sha256, body_size, violations)"
+            " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+            workspace_id,
+            reason,
+            catalogue_version,
+            hashlib.sha256(body).digest() if body is not None else None,
+            len(body) if body is not None else None,
+            orjson.dumps([{"path": v["path"], "reason": v["reason"]} for v in violations]).decode(),
+        )
+    except UNAVAILABLE_ERRORS as exc:
+        log.warning("quarantine_not_written", reason=reason, error=type(exc).__name__)
+
+
+async def listing(
+    conn,
+    *,
+    workspace_id: UUID | None = None,
+    reason: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[dict]:
+    """Quarantined reports, newest first, at most ``limit`` (1..1000).
+
+    Each: ``{"quarantine_id", "workspace_id", "received_at" (ISO 8601),
+    "reason", "catalogue_version", "body_sha256" (hex), "body_size" (bytes),
+    "violations": [{"path", "reason"}]}``.
+    """
+    rows = await conn.fetch(
+        "SELECT quarantine_id, workspace_id, received_at, reason, catalogue_version,"
+        " body_sha256, body_size, violations::text AS violations FROM quarantine"
+        " WHERE ($1::uuid IS NULL OR workspace_id = $1) AND ($2::text IS NULL OR reason = $2)"
+        " AND ($3::timestamptz IS NULL OR received_at >= $3)"
+        " ORDER BY received_at DESC, quarantine_id DESC LIMIT $4",
+        workspace_id,
+        reason,
+        since,
+        max(1, min(limit, 1000)),
+    )
+    return [
+        {
+            "quarantine_id": r["quarantine_id"],
+            "workspace_id": str(r["workspace_id"]) if r["workspace_id"] else None,
+            "received_at": r["received_at"].isoformat(),
+            "reason": r["reason"],
+            "catalogue_version": r["catalogue_version"],
+            "body_sha256": r["body_sha256"].hex() if r["body_sha256"] else None,
+            "body_size": r["body_size"],
+            "violations": orjson.loads(r["violations"]),
+        }
+        for r in rows
+    ]
