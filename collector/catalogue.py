@@ -101,6 +101,7 @@ class Field:
 class Catalogue:
     version: str
     categories: dict[str, str]
+    patterns: dict[str, str]
     fields: tuple[Field, ...]
     by_path: dict[str, Field]
 
@@ -164,6 +165,8 @@ def _parse(doc: dict[str, Any]) -> Catalogue:
             _fail(path, "a version needs a pattern")
         if typ == "map" and raw.get("keys") not in KEY_RULES:
             _fail(path, f"a map needs keys in {KEY_RULES}")
+        if raw.get("keys") not in (None, "any") and raw["keys"] not in patterns:
+            _fail(path, f"map keys rule {raw['keys']!r} must name a pattern")
         if cls == "structure" and typ not in CONTAINER_TYPES:
             _fail(path, "class structure is for objects, lists and maps")
         if cls == "derived":
@@ -204,7 +207,7 @@ def _parse(doc: dict[str, Any]) -> Catalogue:
             if item not in by_path:
                 _fail(f.path, f"needs an item entry {item!r}")
     return Catalogue(version=str(doc["catalogue_version"]), categories=dict(doc["categories"]),
-                     fields=tuple(fields), by_path=by_path)
+                     patterns={k: v.pattern for k, v in patterns.items()}, fields=tuple(fields), by_path=by_path)
 
 
 @lru_cache(maxsize=4)
@@ -245,6 +248,7 @@ _CAT = load_catalogue()
 CATALOGUE_VERSION: str = _CAT.version
 FIELDS: tuple[Field, ...] = _CAT.fields
 BY_PATH: dict[str, Field] = _CAT.by_path
+PATTERNS: dict[str, str] = _CAT.patterns
 
 
 def main(argv: list[str]) -> int:
