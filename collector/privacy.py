@@ -149,6 +149,7 @@ def detect(s: str, *, skip: Collection[str] = ()) -> str | None:
 
 
 _TIMESTAMP_SKIP = ("free_text", "looks_like_phone")
+_SOFT_DETECTORS = ("free_text", "looks_like_hostname")
 
 
 # --- acceptance rules -----------------------------------------------------------
@@ -161,7 +162,9 @@ def typed_values(values: Collection[object]) -> frozenset[tuple[type, object]]:
 def check_enumeration(value: object, allowed: frozenset[tuple[type, object]], on_unknown: str | None = None) -> object:
     """Return ``value`` if allow-listed; ``on_unknown`` (e.g. ``"other"``) for a clean unknown string.
 
-    Raises :class:`RuleViolation` with a detector reason (``looks_like_email``...)
+    With ``on_unknown`` set, free text and host-name-like values also become
+    ``on_unknown`` (nothing of them is kept); e-mail, URL, IP, identifier and
+    phone shapes are still refused. Raises :class:`RuleViolation` with a detector reason (``looks_like_email``...)
     or ``not_in_enumeration``. Allow-lists come from ``schemas/catalogue.json``
     (e.g. ``os.platform`` = Node's ``process.platform`` values; session names =
     ua-parser names used by ``SAUMonitor.ts``).
@@ -169,7 +172,9 @@ def check_enumeration(value: object, allowed: frozenset[tuple[type, object]], on
     if (type(value), value) in allowed:
         return value
     if isinstance(value, str):
-        reason = detect(value)
+        # user-agent derived names (on_unknown set) legitimately contain spaces and dots
+        # ("Opera GX", "Yandex.Browser"): only strong personal-data signals refuse them there
+        reason = detect(value, skip=_SOFT_DETECTORS if on_unknown is not None else ())
         if reason:
             raise RuleViolation(reason)
         if on_unknown is not None:
