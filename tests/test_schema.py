@@ -20,8 +20,16 @@ from collector.catalogue import (
     load_catalogue,
 )
 from collector.schema import MESSAGES, CheckedReport, SchemaViolation, Violation, check_report, json_schema
-from conftest import PER_VERSION, REAL
-from helpers import del_path, identifying_values, maximal_record, scalars, set_path
+from catalogue_helpers import (  # noqa: F401  (fixture_doc is a pytest fixture)
+    PER_VERSION,
+    REAL,
+    del_path,
+    fixture_doc,
+    identifying_values,
+    maximal_record,
+    scalars,
+    set_path,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCABULARY = {v for f in FIELDS if f.values for v in f.values}

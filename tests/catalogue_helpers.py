@@ -1,7 +1,15 @@
-"""Test helpers: set values by violation-style paths, walk records along the catalogue."""
+"""Test helpers of the privacy-gate tests: fixtures, paths, walking records along the catalogue.
 
+(Kept out of conftest.py so this module group merges without touching shared test files.)
+"""
+
+import copy
+import json
 import re
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from collector.catalogue import BY_PATH, FIELDS
 
@@ -107,3 +115,23 @@ def maximal_record() -> dict:
     """A record holding every catalogue path once."""
     return {f.path: sample(f.path) for f in FIELDS if not f.derived and "." not in f.path
             and "[" not in f.path and "#" not in f.path}
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REAL = ("report-6.8.0.json", "report-8.7.0.json")
+PER_VERSION = tuple(f"rc-{major}.x.json" for major in range(9))
+_CACHE: dict[str, dict] = {}
+
+
+def load(name: str) -> dict:
+    """A record from tests/fixtures (real ones copied from /work/shared, per-version ones hand-made)."""
+    if name not in _CACHE:
+        with open(FIXTURES / name, encoding="utf-8") as fh:
+            _CACHE[name] = json.load(fh)
+    return copy.deepcopy(_CACHE[name])
+
+
+@pytest.fixture
+def fixture_doc():
+    """Return a fresh deep copy of a fixture record by file name."""
+    return load
