@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from collector.catalogue import BY_PATH, FIELDS
 
@@ -124,14 +123,8 @@ _CACHE: dict[str, dict] = {}
 
 
 def load(name: str) -> dict:
-    """A record from tests/fixtures (real ones copied from /work/shared, per-version ones hand-made)."""
+    """A fresh copy of a record from tests/fixtures (real ones copied from /work/shared, per-version ones hand-made)."""
     if name not in _CACHE:
         with open(FIXTURES / name, encoding="utf-8") as fh:
             _CACHE[name] = json.load(fh)
     return copy.deepcopy(_CACHE[name])
-
-
-@pytest.fixture
-def fixture_doc():
-    """Return a fresh deep copy of a fixture record by file name."""
-    return load

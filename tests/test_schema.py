@@ -2,7 +2,6 @@
 
 import copy
 import json
-from datetime import timezone
 from pathlib import Path
 
 import orjson
@@ -20,12 +19,12 @@ from collector.catalogue import (
     load_catalogue,
 )
 from collector.schema import MESSAGES, CheckedReport, SchemaViolation, Violation, check_report, json_schema
-from catalogue_helpers import (  # noqa: F401  (fixture_doc is a pytest fixture)
+from catalogue_helpers import (
     PER_VERSION,
     REAL,
     del_path,
-    fixture_doc,
     identifying_values,
+    load,
     maximal_record,
     scalars,
     set_path,
@@ -59,8 +58,8 @@ def output_scalars(report: CheckedReport) -> set:
 # --- real records --------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", REAL)
-def test_real_records_are_accepted(fixture_doc, name):
-    doc = fixture_doc(name)
+def test_real_records_are_accepted(name):
+    doc = load(name)
     report = check_report(doc)
     assert report.record_id == doc["_id"]
     assert report.version == doc["version"]
@@ -74,8 +73,8 @@ def test_real_records_are_accepted(fixture_doc, name):
 
 
 @pytest.mark.parametrize("name", REAL + PER_VERSION)
-def test_no_identifying_value_reaches_the_categories(fixture_doc, name):
-    doc = fixture_doc(name)
+def test_no_identifying_value_reaches_the_categories(name):
+    doc = load(name)
     report = check_report(doc)
     blob = orjson.dumps(report.categories).decode()
     kept = output_scalars(report)
@@ -108,8 +107,8 @@ def _check_version(report, doc, major):
 
 
 @pytest.mark.parametrize("major", range(9))
-def test_one_record_per_major_version(fixture_doc, major):
-    doc = fixture_doc(f"rc-{major}.x.json")
+def test_one_record_per_major_version(major):
+    doc = load(f"rc-{major}.x.json")
     cats = _check_version(check_report(doc), doc, major)
     billing, compliance = cats["billing"], cats["compliance"]
     operational, product = cats["operational"], cats["product_analytics"]
@@ -160,9 +159,9 @@ def test_one_record_per_major_version(fixture_doc, major):
         assert product["uniqueDevicesOfYesterday.data[].name"][-1] == "other"
 
 
-def test_lead_keys_for_billing_and_compliance(fixture_doc):
+def test_lead_keys_for_billing_and_compliance():
     """The flat keys the storage/rollup code reads."""
-    cats = check_report(fixture_doc("report-8.7.0.json")).categories
+    cats = check_report(load("report-8.7.0.json")).categories
     assert {"activeUsers", "activeGuests", "omnichannelContactsBySource.contactsCount",
             "dailyPeakConnections", "maxMonthlyPeakConnections"} <= set(cats["billing"])
     assert {"version", "createdAt", "apps.totalInstalled", "apps.totalActive", "apps.totalPrivateApps",
@@ -173,8 +172,8 @@ def test_lead_keys_for_billing_and_compliance(fixture_doc):
     assert CONTRACT_CATEGORIES + OPTIONAL_CATEGORIES == CATEGORIES
 
 
-def test_history_quirks_are_accepted(fixture_doc):
-    doc = fixture_doc("report-8.7.0.json")
+def test_history_quirks_are_accepted():
+    doc = load("report-8.7.0.json")
     doc["lastLogin"] = "Sat Jun 29 2024 12:57:57 GMT+0000 (Coordinated Universal Time)"
     doc["lastSeenSubscription"] = ""
     doc["offlineUsers"] = -3
@@ -191,8 +190,8 @@ def test_history_quirks_are_accepted(fixture_doc):
     assert report.categories["operational"]["os.uptime"] == 12.75
 
 
-def test_check_report_is_deterministic(fixture_doc):
-    doc = fixture_doc("report-6.8.0.json")
+def test_check_report_is_deterministic():
+    doc = load("report-6.8.0.json")
     a, b = check_report(doc), check_report(copy.deepcopy(doc))
     assert orjson.dumps(a.categories) == orjson.dumps(b.categories) and a.dropped == b.dropped
     cols = a.categories["operational"]
@@ -265,8 +264,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("path,value,where,reason", CASES, ids=[f"{c[3]}@{c[2]}" for c in CASES])
-def test_reason_code_at_path_without_value(fixture_doc, path, value, where, reason):
-    doc = fixture_doc("report-8.7.0.json")
+def test_reason_code_at_path_without_value(path, value, where, reason):
+    doc = load("report-8.7.0.json")
     if "@" in path:  # a top-level field name that is itself personal data
         doc[path] = value
     else:
@@ -286,8 +285,8 @@ def test_reason_code_at_path_without_value(fixture_doc, path, value, where, reas
 
 
 @pytest.mark.parametrize("field", ["_id", "createdAt"])
-def test_required_fields(fixture_doc, field):
-    doc = fixture_doc("report-8.7.0.json")
+def test_required_fields(field):
+    doc = load("report-8.7.0.json")
     del_path(doc, field)
     assert [(v.path, v.reason) for v in violations_of(doc)] == [(field, "missing_field")]
 
@@ -297,8 +296,8 @@ def test_record_must_be_an_object(doc):
     assert [(v.path, v.reason) for v in violations_of(doc)] == [("$", "not_an_object")]
 
 
-def test_all_violations_are_reported_and_capped(fixture_doc):
-    doc = fixture_doc("report-8.7.0.json")
+def test_all_violations_are_reported_and_capped():
+    doc = load("report-8.7.0.json")
     doc["activeUsers"] = "1"
     doc["deploy"]["platform"] = "ops@acme-corp.example"
     doc["os"]["cpus"][0]["times"]["idle"] = -1
@@ -310,8 +309,8 @@ def test_all_violations_are_reported_and_capped(fixture_doc):
     assert len(violations_of(doc)) == schema.MAX_VIOLATIONS
 
 
-def test_violation_error_does_not_chain_the_pydantic_error(fixture_doc):
-    doc = fixture_doc("report-8.7.0.json")
+def test_violation_error_does_not_chain_the_pydantic_error():
+    doc = load("report-8.7.0.json")
     doc["deploy"]["platform"] = "ops@acme-corp.example"
     with pytest.raises(SchemaViolation) as info:
         check_report(doc)
