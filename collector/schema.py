@@ -1,60 +1,516 @@
-"""PROVISIONAL: replaced by the catalogue-built strict schema (issue 3)."""
+"""Strict pydantic v2 model of a Rocket.Chat statistics record, built from the catalogue.
+
+``check_report(doc)`` is the privacy gate: it validates a decoded JSON record
+(``IStats``, ``packages/core-typings/src/IStats.ts``, as POSTed by
+``apps/meteor/app/statistics/server/functions/sendUsageReport.ts``) against
+``schemas/catalogue.json``, drops identifying fields, adds derived counts and
+returns the kept values flat, per category.
+
+Strictness: unknown fields are refused; no string-to-number coercion; booleans
+are not numbers and numbers are not booleans; kept strings must pass the rules
+of :mod:`collector.privacy`. Violations name a path and a reason code, never a
+value (map keys appear as ``{}``).
+
+Regenerate the checked-in JSON Schema after changing the catalogue::
+
+    uv run python -m collector.schema > schemas/report.schema.json
+"""
+
 from __future__ import annotations
 
+import json
+import re
+import sys
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated, Any, Optional
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field as PydField,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
+
+from . import privacy
+from .catalogue import CATALOGUE_VERSION, CATEGORIES, FIELDS, PATTERNS, Field
+
+__all__ = [
+    "CheckedReport",
+    "SchemaViolation",
+    "Violation",
+    "check_report",
+    "json_schema",
+    "MAX_VIOLATIONS",
+]
+
+MAX_VIOLATIONS = 100
+MAX_LIST_ITEMS = 4096        # os.cpus, session aggregates, omnichannel sources...
+MAX_MAP_KEYS = 512           # userLanguages, custom OAuth providers
+KEPT_STRING_MAX = 64         # enumerations and versions
+TIMESTAMP_MAX = 100          # Date.toString() with a long time-zone name
+IDENTIFYING_STRING_MAX = 4096  # statsToken is a ~1 KB JWT
+_SAFE_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}$")
+
+MESSAGES = {
+    "expected_integer": "The value must be a JSON integer.",
+    "expected_number": "The value must be a JSON number.",
+    "expected_boolean": "The value must be true or false.",
+    "expected_string": "The value must be a JSON string.",
+    "expected_list": "The value must be a JSON array.",
+    "not_an_object": "The value must be a JSON object.",
+    "unknown_field": "This field is not in the statistics catalogue.",
+    "missing_field": "This required field is missing.",
+    "negative_count": "This count must not be negative.",
+    "not_in_enumeration": "The value is not one of the values allowed for this field.",
+    "looks_like_email": "The value looks like an e-mail address, which this field must not carry.",
+    "looks_like_url": "The value looks like a URL, which this field must not carry.",
+    "looks_like_ip": "The value looks like an IP address, which this field must not carry.",
+    "looks_like_hostname": "The value looks like a host name, which this field must not carry.",
+    "looks_like_identifier": "The value looks like an identifier or token, which this field must not carry.",
+    "looks_like_phone": "The value looks like a phone number, which this field must not carry.",
+    "free_text": "The value looks like free text, which this field must not carry.",
+    "bad_version": "The value is not a version number in the expected form.",
+    "bad_timestamp": "The value is not a timestamp in a form Rocket.Chat sends.",
+    "not_a_language_code": "A key of this map is not a language code.",
+    "too_long": "The value is longer than this field allows.",
+    "invalid_value": "The value is not valid for this field.",
+}
+
+_PYDANTIC_REASONS = {
+    "int_type": "expected_integer", "int_parsing": "expected_integer", "int_from_float": "expected_integer",
+    "float_type": "expected_number", "float_parsing": "expected_number", "finite_number": "expected_number",
+    "bool_type": "expected_boolean", "bool_parsing": "expected_boolean",
+    "string_type": "expected_string",
+    "list_type": "expected_list",
+    "model_type": "not_an_object", "model_attributes_type": "not_an_object", "dict_type": "not_an_object",
+    "missing": "missing_field",
+    "extra_forbidden": "unknown_field",
+    "greater_than_equal": "negative_count",
+    "string_too_long": "too_long", "too_long": "too_long",
+}
 
 
 @dataclass(frozen=True)
 class Violation:
-    path: str
-    reason: str
-    message: str
+    """One refused part of a record: where and why, never the value."""
+
+    path: str      # dotted path with list indexes, e.g. "os.cpus[1].model"; "$" is the record itself
+    reason: str    # machine-readable code (keys of MESSAGES)
+    message: str   # one human sentence without the offending value
 
 
 class SchemaViolation(Exception):
-    def __init__(self, violations):
-        super().__init__("schema violation")
+    """The record was refused; ``violations`` lists them all (capped at MAX_VIOLATIONS)."""
+
+    def __init__(self, violations: list[Violation]) -> None:
         self.violations = violations
+        shown = ", ".join(f"{v.path}: {v.reason}" for v in violations[:5])
+        more = f" (+{len(violations) - 5} more)" if len(violations) > 5 else ""
+        super().__init__(f"{len(violations)} schema violation(s): {shown}{more}")
 
 
 @dataclass(frozen=True)
 class CheckedReport:
+    """A record that passed the gate, reduced to non-identifying values.
+
+    ``categories`` maps each of ``billing``, ``compliance``, ``operational`` and
+    ``product_analytics`` to a flat ``{key: value}`` dict:
+
+    * scalar fields under their dotted catalogue path (``activeUsers``,
+      ``omnichannelContactsBySource.contactsCount``, ``apps.totalPrivateApps``);
+      timestamps as ISO 8601 UTC strings (``""`` becomes ``None``);
+    * lists of scalars as lists under the list's path (``os.loadavg``);
+    * lists of objects column-wise: one list per kept item field under the
+      item path (``os.cpus[].times.user`` -> ``[404110, 416850]``), nested lists
+      giving lists of lists; identifying item fields have no column;
+    * ``userLanguages`` per language code (``userLanguages.pt-BR``);
+    * derived counts under their ``#`` path (``services.oauth.custom#providers``);
+    * ``totlalLivechat`` (0.x spelling) under ``totalLivechat``.
+
+    Every category key is present (possibly with an empty dict).
+    """
+
     record_id: str
     created_at: datetime
     version: str | None
-    categories: dict
-    dropped: tuple
+    categories: dict[str, dict[str, object]]
+    dropped: tuple[str, ...]
 
 
-_ID = {"_id", "uniqueId", "host", "installedAt", "statsToken", "deploymentFingerprintHash", "wizard", "os", "process", "matrixFederation", "services", "settings", "omnichannelSources", "enterprise", "migration"}
-_BILLING = {"activeUsers", "activeGuests", "dailyPeakConnections", "maxMonthlyPeakConnections"}
+# ---------------------------------------------------------------------------------
+# Model construction
+# ---------------------------------------------------------------------------------
+
+_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
 
 
-def check_report(doc):
+def _custom_error(reason: str) -> PydanticCustomError:
+    return PydanticCustomError(reason, MESSAGES.get(reason, MESSAGES["invalid_value"]))
+
+
+def _rule(fn):
+    """Wrap a privacy rule so its RuleViolation becomes a pydantic error carrying the reason code."""
+    def run(value):
+        try:
+            return fn(value)
+        except privacy.RuleViolation as exc:
+            raise _custom_error(exc.reason) from None
+    return run
+
+
+class _Node:
+    __slots__ = ("field", "kind", "children", "item", "key", "columns", "ident")
+
+    def __init__(self, field: Field) -> None:
+        self.field = field
+        self.ident = field.identifying
+        self.kind = field.type if field.type in ("object", "list", "map") else "scalar"
+        self.children: dict[str, _Node] = {}
+        self.item: _Node | None = None
+        self.key = (field.category, field.store_as or field.path)
+        self.columns: tuple[tuple[str, str], ...] = ()
+
+
+def _build_tree() -> tuple[_Node, list[Field]]:
+    root = _Node(Field(path="", type="object", nullable=False, cls="structure", category="operational",
+                       since="0.51", until=None, meaning="A Rocket.Chat statistics record"))
+    nodes = {"": root}
+    derived: list[Field] = []
+    for f in FIELDS:
+        if f.derived:
+            derived.append(f)
+            continue
+        node = _Node(f)
+        nodes[f.path] = node
+        parent = nodes[f.parent]
+        if f.path.endswith("[]") or f.path.endswith(".{}"):
+            parent.item = node
+        else:
+            parent.children[f.path.rsplit(".", 1)[-1]] = node
+    return root, derived
+
+
+def _columns(node: _Node) -> tuple[tuple[str, str], ...]:
+    """Flat keys a list item of ``node`` (an object) can produce, in catalogue order."""
+    out: list[tuple[str, str]] = []
+    for child in node.children.values():
+        f = child.field
+        if f.identifying:
+            continue
+        if child.kind == "scalar":
+            out.append(child.key)
+        elif child.kind == "object":
+            out.extend(_columns(child))
+        elif child.kind == "list":
+            assert child.item is not None
+            if child.item.field.identifying:
+                continue
+            if child.item.kind == "scalar":
+                out.append((child.item.field.category, f.path))
+            else:
+                out.extend(_columns(child.item))
+        else:  # maps inside list items would make keys data-dependent
+            raise ValueError(f"catalogue: map {f.path!r} inside a list item is not supported")
+    return tuple(out)
+
+
+def _model_name(path: str) -> str:
+    name = re.sub(r"[^0-9A-Za-z]+", "_", path.replace("[]", "_item").replace("{}", "_value")).strip("_")
+    return "Report" + ("_" + name if name else "")
+
+
+def _scalar_annotation(f: Field) -> Any:
+    extra: dict[str, Any] = {"description": f.meaning}
+    if f.identifying:
+        base = {"integer": int, "number": float, "boolean": bool}.get(f.type)
+        if base is None:  # string, datetime: a loose check only, the value is dropped
+            return Annotated[str, PydField(max_length=IDENTIFYING_STRING_MAX, json_schema_extra=extra)]
+        return Annotated[base, PydField(json_schema_extra=extra)]
+    if f.type == "integer":
+        if f.or_false:
+            def int_or_false(v: Any, _signed=f.signed) -> Any:
+                if v is False:
+                    return v
+                if type(v) is not int:
+                    raise _custom_error("expected_integer")
+                if v < 0 and not _signed:
+                    raise _custom_error("negative_count")
+                return v
+            schema = {"anyOf": [{"type": "integer", "minimum": 0}, {"const": False}], **extra}
+            return Annotated[Any, PlainValidator(int_or_false), WithJsonSchema(schema)]
+        if f.values is not None:
+            allowed = privacy.typed_values(f.values)
+            return Annotated[int, AfterValidator(_rule(lambda v: privacy.check_enumeration(v, allowed))),
+                             PydField(json_schema_extra={"enum": list(f.values), **extra})]
+        return Annotated[int, PydField(ge=None if f.signed else 0, json_schema_extra=extra)]
+    if f.type == "number":
+        return Annotated[float, PydField(ge=None if f.signed else 0, json_schema_extra=extra)]
+    if f.type == "boolean":
+        return Annotated[bool, PydField(json_schema_extra=extra)]
+    if f.type == "datetime":
+        def ts(v: str, _empty=f.empty_ok) -> str | None:
+            dt = privacy.parse_timestamp(v, empty_ok=_empty)
+            return None if dt is None else dt.isoformat(timespec="milliseconds")
+        extra["x-formats"] = ["date-time (ISO 8601)", "JavaScript Date.toString()"] + (["empty"] if f.empty_ok else [])
+        return Annotated[str, PydField(max_length=TIMESTAMP_MAX, json_schema_extra=extra), AfterValidator(_rule(ts))]
+    if f.type in ("string", "scalar") and f.values is not None:
+        allowed = privacy.typed_values(f.values)
+        on_unknown = f.on_unknown
+
+        def enum(v: Any, _allowed=allowed, _other=on_unknown) -> Any:
+            return privacy.check_enumeration(v, _allowed, _other)
+        extra["enum"] = list(f.values)
+        if on_unknown:
+            extra["x-on-unknown"] = on_unknown
+        if f.type == "scalar":
+            def scalar_enum(v: Any, _enum=_rule(enum)) -> Any:
+                if isinstance(v, str) and len(v) > KEPT_STRING_MAX:
+                    raise _custom_error("too_long")
+                if not isinstance(v, (str, bool)):
+                    raise _custom_error("not_in_enumeration")
+                return _enum(v)
+            return Annotated[Any, PlainValidator(scalar_enum), WithJsonSchema({"enum": list(f.values), **extra})]
+        return Annotated[str, PydField(max_length=f.max_length or KEPT_STRING_MAX, json_schema_extra=extra),
+                         AfterValidator(_rule(enum))]
+    if f.type == "string" and f.pattern is not None:
+        rx = re.compile(f.pattern)
+        extra["pattern"] = f.pattern
+        return Annotated[str, PydField(max_length=f.max_length or KEPT_STRING_MAX, json_schema_extra=extra),
+                         AfterValidator(_rule(lambda v, _rx=rx: privacy.check_version(v, _rx)))]
+    raise ValueError(f"catalogue: no rule to keep string field {f.path!r} (give it values or a pattern)")
+
+
+def _annotation(node: _Node) -> Any:
+    f = node.field
+    if node.kind == "object":
+        fields: dict[str, Any] = {}
+        for i, (key, child) in enumerate(node.children.items()):
+            ann = _annotation(child)
+            required = child.field.required
+            fields[f"f{i}"] = (ann, PydField(... if required else None, alias=key, title=key))
+        ann = create_model(_model_name(f.path), __config__=_CONFIG, **fields)
+    elif node.kind == "list":
+        assert node.item is not None
+        ann = Annotated[list[_annotation(node.item)], PydField(max_length=MAX_LIST_ITEMS)]
+    elif node.kind == "map":
+        assert node.item is not None
+        if f.keys != "any":
+            rx = re.compile(PATTERNS[f.keys])
+            key_ann = Annotated[str, PydField(max_length=KEPT_STRING_MAX),
+                                AfterValidator(_rule(lambda k, _rx=rx: privacy.check_language_code(k, _rx)))]
+        else:
+            key_ann = Annotated[str, PydField(max_length=256)]
+        ann = Annotated[dict[key_ann, _annotation(node.item)], PydField(max_length=MAX_MAP_KEYS)]
+    else:
+        ann = _scalar_annotation(f)
+    return Optional[ann] if f.nullable else ann
+
+
+def _prepare(node: _Node) -> None:
+    if node.kind == "list" and node.item is not None and node.item.kind == "object":
+        node.item.columns = _columns(node.item)
+    for child in node.children.values():
+        _prepare(child)
+    if node.item is not None:
+        _prepare(node.item)
+
+
+_ROOT, _DERIVED = _build_tree()
+_prepare(_ROOT)
+ReportModel: type[BaseModel] = _annotation(_ROOT)
+
+
+# ---------------------------------------------------------------------------------
+# Violations
+# ---------------------------------------------------------------------------------
+
+def _safe_key(key: Any) -> str:
+    """Show an unknown field name only if it is shaped like a field name and not like a value."""
+    if isinstance(key, str) and _SAFE_KEY.match(key) and privacy.detect(key) is None:
+        return key
+    return "{}"
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    node: _Node | None = _ROOT
+    out = ""
+    i = 0
+    while i < len(loc):
+        el = loc[i]
+        if node is not None and node.kind == "list" and isinstance(el, int):
+            out += f"[{el}]"
+            node = node.item
+        elif node is not None and node.kind == "map":
+            out += ".{}" if out else "{}"
+            if i + 1 < len(loc) and loc[i + 1] == "[key]":
+                i += 1
+            node = node.item
+        elif isinstance(el, int):
+            out += f"[{el}]"
+            node = None
+        else:
+            child = node.children.get(el) if node is not None and node.kind == "object" else None
+            name = el if child is not None else _safe_key(el)
+            out += f".{name}" if out else name
+            node = child
+        i += 1
+    return out or "$"
+
+
+def _violations(exc: ValidationError) -> list[Violation]:
+    out: list[Violation] = []
+    seen: set[tuple[str, str]] = set()
+    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        kind = err["type"]
+        reason = kind if kind in MESSAGES else _PYDANTIC_REASONS.get(kind, "invalid_value")
+        path = _loc_to_path(tuple(err["loc"]))
+        if (path, reason) in seen:
+            continue
+        seen.add((path, reason))
+        out.append(Violation(path=path, reason=reason, message=MESSAGES[reason]))
+        if len(out) >= MAX_VIOLATIONS:
+            break
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# Flattening
+# ---------------------------------------------------------------------------------
+
+def _collect(value: Any, node: _Node, acc: dict[tuple[str, str], Any], dropped: set[str]) -> None:
+    if node.ident:
+        dropped.add(node.field.path)
+        return
+    kind = node.kind
+    if kind == "scalar":
+        acc[node.key] = value
+        return
+    if value is None:
+        return
+    f = node.field
+    if kind == "object":
+        children = node.children
+        for k, v in value.items():
+            child = children[k]
+            if child.kind == "scalar" and not child.ident:
+                acc[child.key] = v
+            else:
+                _collect(v, child, acc, dropped)
+    elif kind == "list":
+        item = node.item
+        if item.field.identifying:
+            dropped.add(item.field.path)
+        elif item.kind == "scalar":
+            acc[(item.field.category, f.path)] = list(value)
+        else:
+            rows = []
+            for v in value:
+                row: dict[tuple[str, str], Any] = {}
+                _collect(v, item, row, dropped)
+                rows.append(row)
+            for col in item.columns:
+                acc[col] = [row.get(col) for row in rows]
+    else:  # map with validated language-code keys
+        cat = node.item.field.category
+        for k, v in value.items():
+            acc[(cat, f"{f.path}.{k}")] = v
+
+
+def _source(data: dict[str, Any], path: str) -> Any:
+    cur: Any = data
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _derive(f: Field, data: dict[str, Any]) -> int | None:
+    src = _source(data, f.source or "")
+    if src is None:
+        return None
+    items = list(src.values()) if isinstance(src, dict) and f.op != "sub" else src
+    if f.op == "len":
+        return len(src)
+    if f.op == "sum":
+        return sum(i.get(f.field) for i in items if isinstance(i, dict) and type(i.get(f.field)) is int)
+    if f.op == "count_true":
+        return sum(1 for i in items if isinstance(i, dict) and i.get(f.field) is True)
+    if f.op == "count_eq":
+        return sum(1 for i in items if isinstance(i, dict) and i.get(f.field) == f.equals)
+    if f.op == "sub":
+        a, b = (src.get(x) for x in f.fields or ())
+        if type(a) is int and type(b) is int:
+            return max(a - b, 0)
+        return None
+    raise ValueError(f.op)
+
+
+# ---------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------
+
+def check_report(doc: object) -> CheckedReport:
+    """Validate a decoded statistics record and reduce it to non-identifying values.
+
+    ``doc`` is the JSON body as decoded by orjson/json (a dict). Returns a
+    :class:`CheckedReport`; raises :class:`SchemaViolation` listing every
+    violation found (at most :data:`MAX_VIOLATIONS`), never echoing a value.
+    ``_id`` and ``createdAt`` are required; every other catalogue field is
+    optional because Rocket.Chat versions differ (0.x to 8.x).
+    """
     if not isinstance(doc, dict):
-        raise SchemaViolation([Violation("$", "not_an_object", "the report must be a JSON object")])
-    v = []
-    if not isinstance(doc.get("_id"), str):
-        v.append(Violation("_id", "missing_field", "the record id is required"))
+        raise SchemaViolation([Violation("$", "not_an_object", MESSAGES["not_an_object"])])
     try:
-        created = datetime.fromisoformat(doc["createdAt"].replace("Z", "+00:00"))
-    except Exception:
-        v.append(Violation("createdAt", "bad_timestamp", "createdAt must be ISO 8601"))
-    for k in _BILLING:
-        if k in doc and (not isinstance(doc[k], int) or isinstance(doc[k], bool) or doc[k] < 0):
-            v.append(Violation(k, "expected_integer", "a count must be a non-negative integer"))
-    if v:
-        raise SchemaViolation(v)
-    cats = {"billing": {k: doc[k] for k in _BILLING if k in doc},
-            "compliance": {"version": doc.get("version")},
-            "operational": {k: x for k, x in doc.items() if k not in _ID and k not in _BILLING and isinstance(x, (int, float, bool)) and not isinstance(x, str)},
-            "product_analytics": {}}
-    mac = (doc.get("omnichannelContactsBySource") or {}).get("contactsCount")
-    if mac is not None:
-        cats["billing"]["omnichannelContactsBySource.contactsCount"] = mac
-    apps = doc.get("apps") or {}
-    for k in ("totalPrivateApps", "totalActive"):
-        if k in apps:
-            cats["compliance"]["apps." + k] = apps[k]
-    return CheckedReport(doc["_id"], created, doc.get("version"), cats, tuple(k for k in _ID if k in doc))
+        model = ReportModel.model_validate(doc)
+    except ValidationError as exc:
+        raise SchemaViolation(_violations(exc)) from None
+    data = model.model_dump(by_alias=True, exclude_unset=True)
+    acc: dict[tuple[str, str], Any] = {}
+    dropped: set[str] = set()
+    _collect(data, _ROOT, acc, dropped)
+    for f in _DERIVED:
+        value = _derive(f, data)
+        if value is not None:
+            acc[(f.category, f.path)] = value
+    categories: dict[str, dict[str, object]] = {c: {} for c in CATEGORIES}
+    for (cat, key), value in acc.items():
+        categories[cat][key] = value
+    created_at = datetime.fromisoformat(data["createdAt"])
+    return CheckedReport(
+        record_id=doc["_id"],
+        created_at=created_at,
+        version=data.get("version"),
+        categories=categories,
+        dropped=tuple(p for p in _ORDER if p in dropped),
+    )
+
+
+_ORDER = tuple(f.path for f in FIELDS)
+
+
+def json_schema() -> dict:
+    """JSON Schema (draft 2020-12, as pydantic emits it) of what ``check_report`` accepts.
+
+    Privacy rules that JSON Schema cannot express (detectors, timestamp forms)
+    appear as ``x-`` annotations; the catalogue version is in ``x-catalogue-version``.
+    """
+    schema = ReportModel.model_json_schema(by_alias=True)
+    schema["title"] = "Rocket.Chat workspace statistics record"
+    schema["x-catalogue-version"] = CATALOGUE_VERSION
+    return schema
+
+
+def _main() -> int:
+    sys.stdout.write(json.dumps(json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
