@@ -205,11 +205,18 @@ async def test_schema_violation_is_422_with_paths_and_no_values(service, db, rep
     assert await db.fetchval("SELECT count(*) FROM reports WHERE workspace_id = $1::uuid", ws["workspace_id"]) == 0
 
 
-async def test_record_dated_in_the_future_is_refused(service, report_870):
+async def test_record_dated_more_than_an_hour_ahead_is_refused(service, report_870):
+    from datetime import datetime, timedelta, timezone
+
     ws = await service.register()
-    report_870["createdAt"] = "2999-01-01T00:00:00.000Z"
+    now = datetime.now(timezone.utc)
+    report_870["createdAt"] = (now + timedelta(hours=1, minutes=5)).isoformat()
     status, _, body = await service.post_report(ws["token"], report_870)
     assert status == 422 and orjson.loads(body)["error"] == "future_record"
+    assert orjson.loads(body)["violations"][0]["path"] == "createdAt"
+    report_870["createdAt"] = (now + timedelta(minutes=50)).isoformat()
+    status, _, body = await service.post_report(ws["token"], report_870)
+    assert status == 200, body
 
 
 async def test_metrics_count_outcomes_without_workspace_labels(service, report_870):
@@ -355,3 +362,19 @@ async def test_quarantine_listing_shows_paths_and_reasons_only(service, report_8
         assert (await r.json())["violations"][0]["path"] == "limit"
     async with service.http.get(f"{service.url}/api/v1/quarantine", headers={"Authorization": f"Bearer {ws['token']}"}) as r:
         assert r.status == 403
+
+
+async def test_published_schema_and_catalogue(service, report_870):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    async with service.http.get(service.url + "/api/v1/schema") as r:
+        assert r.status == 200
+        served = await r.json()
+    assert served == orjson.loads((root / "schemas" / "report.schema.json").read_bytes())
+    async with service.http.get(service.url + "/api/v1/schema/fields") as r:
+        assert r.status == 200
+        catalogue = await r.json()
+    paths = {f["path"]: f for f in catalogue["fields"]}
+    assert paths["activeUsers"]["category"] == "billing"
+    assert paths["uniqueId"]["class"] == "identifying"

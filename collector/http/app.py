@@ -2,7 +2,9 @@
 
 Routes:
   POST /, POST /api/v1/statistics   ingest (workspace token)      collector.http.ingest
-  /api/v1/workspaces..., /api/v1/operator-tokens (operator)       collector.http.admin
+  /api/v1/workspaces..., /api/v1/operator-tokens,
+  /api/v1/quarantine (operator)                                   collector.http.admin
+  GET /api/v1/schema, /api/v1/schema/fields (anyone)              collector.http.published
   GET /.well-known/jwks.json         public key of the receipts
   GET /healthz                       the process is up
   GET /readyz                        the database answers (503 otherwise)
@@ -21,7 +23,7 @@ from collector import db, metrics, storage
 from collector.auth import Forbidden, Unauthorized
 from collector.catalogue import CATALOGUE_VERSION
 from collector.config import Settings
-from collector.http import admin, ingest
+from collector.http import admin, ingest, published
 from collector.http.common import STATE, BadRequest, State, error_response, json_response
 from collector.logs import log
 from collector.receipts import ReceiptSigner
@@ -113,4 +115,5 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_routes(admin.routes)
+    app.router.add_routes(published.routes)
     return app
