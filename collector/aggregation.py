@@ -167,16 +167,16 @@ async def apply_reports(conn: "asyncpg.Connection", reports: "list[StoredReport]
     months = sorted({(k[0], k[1].replace(day=1)) for k in keys}, key=lambda m: (str(m[0]), m[1]))
     await conn.execute(
         "INSERT INTO monthly_usage AS m (workspace_id, month, max_seats, max_guests, mac, peak_connections,"
-        "   days_reported)"
+        "   days_reported, last_report_at)"
         " SELECT t.ws, t.month, max(d.active_users), max(d.active_guests), max(d.mac), max(d.peak_connections),"
-        "   count(*)"
+        "   count(*), max(d.created_at)"
         " FROM unnest($1::uuid[], $2::date[]) AS t(ws, month)"
         " JOIN daily_snapshots d ON d.workspace_id = t.ws"
         "   AND d.day >= t.month AND d.day < (t.month + interval '1 month')::date"
         " GROUP BY t.ws, t.month"
         " ON CONFLICT (month, workspace_id) DO UPDATE SET max_seats = excluded.max_seats,"
         "   max_guests = excluded.max_guests, mac = excluded.mac, peak_connections = excluded.peak_connections,"
-        "   days_reported = excluded.days_reported",
+        "   days_reported = excluded.days_reported, last_report_at = excluded.last_report_at",
         [m[0] for m in months],
         [m[1] for m in months],
     )

@@ -45,6 +45,7 @@ LIMIT_KINDS = ("activeUsers", "guestUsers", "monthlyActiveContacts", "privateApp
 BEHAVIORS = ("prevent_action", "start_fair_policy", "invalidate_license", "disable_modules", "prevent_installation")
 BILLING_MODELS = ("free", "per_seat", "consumption")
 CATEGORIES = ("billing", "compliance", "operational", "product_analytics")
+_ORDER = {k: i for i, k in enumerate(LIMIT_KINDS)}
 
 
 class Invalid(ValueError):
@@ -69,7 +70,7 @@ def _plan(row: asyncpg.Record) -> dict:
         "billing_model": row["billing_model"],
         "mac_pack_size": row["mac_pack_size"],
         "opt_out_categories": sorted(row["opt_out_categories"]),
-        "limits": orjson.loads(row["limits"]),
+        "limits": {k: v for k, v in sorted(orjson.loads(row["limits"]).items(), key=lambda kv: _ORDER.get(kv[0], 99))},
         "updated_at": row["updated_at"].isoformat(),
     }
 
@@ -220,7 +221,7 @@ async def set_contract(
             raise UnknownPlan(plan)
         if not await conn.fetchval("UPDATE workspaces SET plan = $2 WHERE workspace_id = $1 RETURNING 1", workspace_id, plan):
             raise UnknownWorkspace(str(workspace_id))
-        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2::text))", LOCK_NAMESPACE, workspace_id)
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", LOCK_NAMESPACE, workspace_id)
         await conn.execute(
             "INSERT INTO contracts (workspace_id, plan, term_start, term_end, seats, mac_packs, custom_limits)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)"

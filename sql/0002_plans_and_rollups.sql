@@ -130,6 +130,7 @@ CREATE TABLE monthly_usage (
     mac integer,
     peak_connections integer,
     days_reported integer NOT NULL,
+    last_report_at timestamptz NOT NULL, -- latest createdAt within the month
     PRIMARY KEY (month, workspace_id)
 );
 

@@ -3,6 +3,9 @@
 Routes:
   POST /, POST /api/v1/statistics   ingest (workspace token)      collector.http.ingest
   /api/v1/workspaces..., /api/v1/operator-tokens (operator)       collector.http.admin
+  /api/v1/plans..., /api/v1/workspaces/{id}/contract (operator)   collector.http.plans
+  /api/v1/compliance... (operator 'compliance')                   collector.http.compliance
+  /api/v1/billing/consumption (operator 'billing')                collector.http.billing
   GET /.well-known/jwks.json         public key of the receipts
   GET /healthz                       the process is up
   GET /readyz                        the database answers (503 otherwise)
@@ -21,7 +24,7 @@ from collector import db, metrics, storage
 from collector.auth import Forbidden, Unauthorized
 from collector.catalogue import CATALOGUE_VERSION
 from collector.config import Settings
-from collector.http import admin, ingest
+from collector.http import admin, billing, compliance, ingest, plans
 from collector.http.common import STATE, BadRequest, State, error_response, json_response
 from collector.logs import log
 from collector.receipts import ReceiptSigner
@@ -113,4 +116,7 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_routes(admin.routes)
+    app.router.add_routes(plans.routes)
+    app.router.add_routes(compliance.routes)
+    app.router.add_routes(billing.routes)
     return app
