@@ -121,7 +121,7 @@ WITH pl AS (
     LEFT JOIN pl ON pl.plan = c.plan
     LEFT JOIN u ON u.workspace_id = c.workspace_id
     LEFT JOIN term_usage t ON t.workspace_id = c.workspace_id
-    WHERE w.created_at < $4 AND (w.revoked_at IS NULL OR w.revoked_at >= $5)
+    WHERE (w.created_at < $4 OR u.workspace_id IS NOT NULL) AND (w.revoked_at IS NULL OR w.revoked_at >= $5)
 )
 SELECT x.*,
        CASE WHEN seats_limit >= 0 THEN greatest(0, seats - seats_limit) END AS seats_overage,
@@ -136,7 +136,8 @@ async def consumption_rows(
     conn: asyncpg.Connection | asyncpg.Pool, start: date, end: date, *, now: datetime, stale_after_s: int
 ) -> list[asyncpg.Record]:
     """The flat billing rows (``COLUMNS`` minus ``days_in_period``) of every
-    workspace registered by ``end`` and not revoked before ``start``, by
+    workspace registered by ``end`` (or with usage in the period) and not
+    revoked before ``start``, by
     workspace_id. ``start``/``end``: inclusive UTC dates."""
     whole_month = start.day == 1 and end == _last_of_month(start)
     sql = _REPORT.format(usage=_USAGE_MONTH if whole_month else _USAGE_DAYS)
