@@ -183,18 +183,15 @@ async def apply_reports(conn: "asyncpg.Connection", reports: "list[StoredReport]
 
     # Term maxima: raise with the new days in the term; recompute a workspace
     # whose seats went down on some day (a later record of the same day).
-    went_down = sorted(
-        {
-            r["workspace_id"]
-            for r in changed
-            if r["existed"] and r["old_active_users"] is not None
-            and (r["active_users"] is None or r["active_users"] < r["old_active_users"])
-        },
-        key=str,
-    )
+    went_down = {
+        r["workspace_id"]
+        for r in changed
+        if r["existed"] and r["old_active_users"] is not None
+        and (r["active_users"] is None or r["active_users"] < r["old_active_users"])
+    }
     if went_down:
-        await conn.execute("SELECT refresh_term_usage($1::uuid[])", went_down)
-    rest = [r for r in changed if r["workspace_id"] not in set(went_down) and r["active_users"] is not None]
+        await conn.execute("SELECT refresh_term_usage($1::uuid[])", sorted(went_down, key=str))
+    rest = [r for r in changed if r["workspace_id"] not in went_down and r["active_users"] is not None]
     if rest:
         await conn.execute(
             "UPDATE term_usage t SET max_seats = n.seats, max_seats_day = n.day"

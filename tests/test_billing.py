@@ -136,3 +136,22 @@ async def test_billing_needs_the_billing_role(service):
     await get_json(service, "/api/v1/billing/consumption?period=2024-02", {"Authorization": f"Bearer {ws['token']}"}, 403)
     await get_json(service, "/api/v1/billing/consumption?period=2024-02", {}, 401)
     await get_json(service, "/api/v1/billing/consumption?period=2024-02", admin_headers(), 200)
+
+
+async def test_true_up_follows_a_day_lowered_by_a_later_record(service, db):
+    ws = await service.register("pro")
+    wid = uuid.UUID(ws["workspace_id"])
+    await put_contract(service, str(wid), plan="pro", term_start="2024-01-01", term_end="2024-12-31", seats=25)
+
+    def stored(at: str, users: int) -> StoredReport:
+        return StoredReport(uuid.uuid4(), wid, datetime.fromisoformat(at), {"billing": {"activeUsers": users}})
+
+    async with db.transaction():
+        await aggregation.apply_reports(db, [stored("2024-06-01T10:00:00+00:00", 50)])
+    async with db.transaction():  # later that day 20 replaces 50; 2 June: 30
+        await aggregation.apply_reports(db, [stored("2024-06-01T20:00:00+00:00", 20), stored("2024-06-02T09:00:00+00:00", 30)])
+    h = await operator_headers(service, "billing")
+    jun = row_of(await get_json(service, "/api/v1/billing/consumption?period=2024-06", h), str(wid))
+    # days: 1 June = 20 (latest of the day), 2 June = 30 -> seats and true-up max(20, 30) = 30; 30 - 25 = 5
+    assert (jun["seats"], jun["days_reported"], jun["days_in_period"]) == (30, 2, 30)
+    assert (jun["true_up"]["max_seats"], jun["true_up"]["max_seats_day"], jun["true_up"]["overage"]) == (30, "2024-06-02", 5)
