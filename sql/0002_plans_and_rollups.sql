@@ -145,12 +145,12 @@ CREATE TABLE term_usage (
 );
 
 -- Current compliance state per workspace, from its latest snapshot.
--- limits: {kind: {value, max, percent, status, since, behavior}}.
+-- limits: {kind: {value, max, percent, status, since, behavior}}, in LIMIT order.
 CREATE TABLE compliance_state (
     workspace_id uuid PRIMARY KEY REFERENCES workspaces (workspace_id),
     last_report_at timestamptz,         -- createdAt of the latest snapshot
     status text NOT NULL,               -- worst status of the limits (or unknown)
-    limits jsonb NOT NULL,
+    limits json NOT NULL,               -- json, not jsonb: read back as stored text, no conversion
     evaluated_at timestamptz NOT NULL
 );
 CREATE INDEX compliance_state_status ON compliance_state (status);
@@ -205,10 +205,12 @@ LANGUAGE sql SET timezone = 'UTC' AS $$
     SELECT workspace_id, max(created_at),
            CASE max(CASE status WHEN 'over' THEN 4 WHEN 'at' THEN 3 WHEN 'near' THEN 2 WHEN 'ok' THEN 1 ELSE 0 END)
                WHEN 4 THEN 'over' WHEN 3 THEN 'at' WHEN 2 THEN 'near' WHEN 1 THEN 'ok' ELSE 'unknown' END,
-           jsonb_object_agg(kind, jsonb_build_object('value', value, 'max', max, 'percent', percent,
+           json_object_agg(kind, json_build_object('value', value, 'max', max, 'percent', percent,
                                                      'status', status, 'since', since, 'behavior', behavior)),
            now()
-    FROM merged GROUP BY workspace_id
+    FROM (SELECT * FROM merged ORDER BY workspace_id, array_position(ARRAY['activeUsers', 'guestUsers',
+        'monthlyActiveContacts', 'privateApps', 'marketplaceApps', 'peakConnections'], kind)) m
+    GROUP BY workspace_id
     ON CONFLICT (workspace_id) DO UPDATE
         SET last_report_at = excluded.last_report_at, status = excluded.status,
             limits = excluded.limits, evaluated_at = excluded.evaluated_at
