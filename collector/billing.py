@@ -155,14 +155,14 @@ async def consumption(
     seats_limit, guests_limit, mac_limit}, seats, guests, monthly_active_contacts,
     peak_connections, days_reported, days_in_period, stale, overage: {seats, guests,
     monthly_active_contacts}, true_up: {term_start, term_end, max_seats, max_seats_day,
-    purchased_seats, overage}}]}``. workspace_id is a UUID, dates ``datetime.date``
-    (orjson writes both as strings); counts None when unknown."""
+    purchased_seats, overage}}]}``. Dates are ``datetime.date``
+    (orjson writes them as ISO strings); counts None when unknown."""
     days = (end - start).days + 1
     out = []
     for r in await consumption_rows(conn, start, end, now=now, stale_after_s=stale_after_s):
-        term_start, term_end = r["term_start"], r["term_end"]  # dates and UUIDs: orjson writes them natively
+        term_start, term_end = r["term_start"], r["term_end"]  # dates: orjson writes them natively
         out.append({
-            "workspace_id": r["workspace_id"],
+            "workspace_id": str(r["workspace_id"]),
             "contract": {
                 "plan": r["plan"], "billing_model": r["billing_model"], "term_start": term_start,
                 "term_end": term_end, "purchased_seats": r["purchased_seats"], "mac_packs": r["mac_packs"],
