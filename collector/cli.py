@@ -5,10 +5,17 @@
   collector workspace rotate|revoke|show ID
   collector operator-token add --role R [...]  make an operator token (roles admin, billing, compliance)
   collector migrate                            apply the SQL migrations and exit
+  collector plan list|show PLAN                the plan catalogue
+  collector plan set-limit PLAN KIND MAX [--behavior B]   (negative MAX = unlimited)
+  collector plan set PLAN [--billing-model M] [--mac-pack-size N] [--opt-out CATEGORY ...]
+  collector contract set WORKSPACE_ID --plan P --term-start D --term-end D [--seats N] [--mac-packs N] [--limit kind=N ...]
+  collector contract show WORKSPACE_ID
+  collector compliance [--status S] [--workspace ID]     compliance, as GET /api/v1/compliance
+  collector billing --period YYYY-MM | --from D --to D [--csv]   as GET /api/v1/billing/consumption
 
 Database: ``DATABASE_URL`` when set, otherwise the embedded PostgreSQL under
 ``COLLECTOR_DATA_DIR`` (default ``.collector``), the same one ``serve`` uses.
-Every command prints JSON on stdout; errors go to stderr with exit code 1.
+Every command prints JSON on stdout (``billing --csv``: CSV); errors go to stderr with exit code 1.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from uuid import UUID
 import click
 import orjson
 
-from collector import auth, db, logs, quarantine, workspaces
+from collector import auth, billing as billing_mod, compliance as compliance_mod, db, logs, plans, quarantine, workspaces
 from collector.config import Settings
 
 
@@ -36,8 +43,8 @@ def _print(data: object) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-def _run_with_conn(fn):
-    """Run ``fn(conn)`` on a migrated database and print its JSON result."""
+def _run_with_conn(fn, printer=None):
+    """Run ``fn(conn)`` on a migrated database and print its result (JSON, or with ``printer``)."""
     settings = _settings()
     logs.configure(settings.log_level, settings.log_json)
     url = _database_url(settings)
@@ -53,7 +60,7 @@ def _run_with_conn(fn):
             await conn.close()
 
     try:
-        _print(asyncio.run(go()))
+        (printer or _print)(asyncio.run(go()))
     except (workspaces.UnknownWorkspace, workspaces.UnknownPlan, ValueError) as exc:
         click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
@@ -161,6 +168,129 @@ def quarantine_group() -> None:
 def quarantine_list(workspace_id: UUID | None, reason: str | None, limit: int) -> None:
     """List quarantined reports, newest first."""
     _run_with_conn(lambda conn: quarantine.listing(conn, workspace_id=workspace_id, reason=reason, limit=limit))
+@main.group()
+def plan() -> None:
+    """The plan catalogue: limits, billing model, MAC pack size, opt-out policy."""
+
+
+@plan.command("list")
+def plan_list() -> None:
+    """Print every plan."""
+    _run_with_conn(plans.list_plans)
+
+
+@plan.command("show")
+@click.argument("name")
+def plan_show(name: str) -> None:
+    """Print one plan."""
+    _run_with_conn(lambda conn: plans.get_plan(conn, name))
+
+
+@plan.command("set-limit")
+@click.argument("name")
+@click.argument("kind", type=click.Choice(plans.LIMIT_KINDS))
+@click.argument("max_", metavar="MAX", type=int)
+@click.option("--behavior", type=click.Choice(plans.BEHAVIORS), default=None, help="Licence behaviour at the limit.")
+def plan_set_limit(name: str, kind: str, max_: int, behavior: str | None) -> None:
+    """Set a plan's limit KIND to MAX (negative: unlimited); re-evaluates compliance."""
+    _run_with_conn(lambda conn: plans.set_limit(conn, name, kind, max_, behavior))
+
+
+@plan.command("set")
+@click.argument("name")
+@click.option("--billing-model", type=click.Choice(plans.BILLING_MODELS), default=None)
+@click.option("--mac-pack-size", type=click.IntRange(min=0), default=None)
+@click.option("--opt-out", "opt_out", multiple=True, type=click.Choice(plans.CATEGORIES),
+              help="A category workspaces on the plan may switch off (repeat; replaces the list).")
+@click.option("--no-opt-out", is_flag=True, help="No category may be switched off.")
+def plan_set(name: str, billing_model: str | None, mac_pack_size: int | None, opt_out: tuple[str, ...],
+             no_opt_out: bool) -> None:
+    """Change a plan's billing model, MAC pack size or opt-out categories."""
+    categories = [] if no_opt_out else (list(opt_out) if opt_out else None)
+    _run_with_conn(lambda conn: plans.update_plan(
+        conn, name, billing_model=billing_model, mac_pack_size=mac_pack_size, opt_out_categories=categories))
+
+
+@main.group()
+def contract() -> None:
+    """Workspace contracts: plan, term, purchased seats and MAC packs, custom limits."""
+
+
+def _limit(_ctx, _param, values: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for v in values:
+        kind, sep, n = v.partition("=")
+        if not sep or kind not in plans.LIMIT_KINDS:
+            raise click.BadParameter(f"expected kind=N with kind in {', '.join(plans.LIMIT_KINDS)}")
+        try:
+            out[kind] = int(n)
+        except ValueError:
+            raise click.BadParameter(f"{v}: N must be an integer") from None
+    return out
+
+
+@contract.command("set")
+@click.argument("workspace_id", type=click.UUID)
+@click.option("--plan", "plan_name", required=True)
+@click.option("--term-start", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--term-end", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day of the term (inclusive).")
+@click.option("--seats", type=click.IntRange(min=0), default=None, help="Purchased seats.")
+@click.option("--mac-packs", type=click.IntRange(min=0), default=0, help="Purchased MAC packs.")
+@click.option("--limit", "limits", multiple=True, callback=_limit, help="Custom limit kind=N (repeat).")
+def contract_set(workspace_id: UUID, plan_name: str, term_start, term_end, seats, mac_packs, limits) -> None:
+    """Replace the workspace's contract (and its plan)."""
+    _run_with_conn(lambda conn: plans.set_contract(
+        conn, workspace_id, plan=plan_name, term_start=term_start.date(), term_end=term_end.date(),
+        seats=seats, mac_packs=mac_packs, custom_limits=limits))
+
+
+@contract.command("show")
+@click.argument("workspace_id", type=click.UUID)
+def contract_show(workspace_id: UUID) -> None:
+    """Print the workspace's contract."""
+    _run_with_conn(lambda conn: plans.get_contract(conn, workspace_id))
+
+
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+@main.command()
+@click.option("--status", type=click.Choice(compliance_mod.STATUSES), default=None)
+@click.option("--workspace", "workspace_id", type=click.UUID, default=None, help="One workspace only.")
+def compliance(status: str | None, workspace_id: UUID | None) -> None:
+    """Print the compliance of the workspaces (as GET /api/v1/compliance)."""
+    stale = _settings().stale_after_s
+    if workspace_id is not None:
+        _run_with_conn(lambda conn: compliance_mod.workspace_compliance(
+            conn, workspace_id, now=_now(), stale_after_s=stale))
+        return
+
+    async def go(conn):
+        return {"workspaces": await compliance_mod.list_compliance(conn, now=_now(), stale_after_s=stale, status=status)}
+
+    _run_with_conn(go)
+
+
+@main.command()
+@click.option("--period", default=None, help="A UTC month, YYYY-MM.")
+@click.option("--from", "from_", default=None, help="First day, YYYY-MM-DD (with --to).")
+@click.option("--to", default=None, help="Last day (inclusive), YYYY-MM-DD.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV instead of JSON.")
+def billing(period: str | None, from_: str | None, to: str | None, as_csv: bool) -> None:
+    """Print the consumption billing report (as GET /api/v1/billing/consumption)."""
+    try:
+        start, end = billing_mod.parse_period(period, from_, to)
+    except plans.Invalid as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--{exc.path}") from None
+    stale = _settings().stale_after_s
+    if as_csv:
+        _run_with_conn(lambda conn: billing_mod.consumption_csv(conn, start, end, now=_now(), stale_after_s=stale),
+                       printer=lambda text: click.echo(text, nl=False))
+    else:
+        _run_with_conn(lambda conn: billing_mod.consumption(conn, start, end, now=_now(), stale_after_s=stale))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ class UnknownPlan(ValueError):
 async def register(conn: asyncpg.Connection, plan: str) -> dict:
     """Register a workspace on ``plan``; return ``{"workspace_id", "plan", "token"}``.
 
-    The token is returned once and stored only as a hash. Raises UnknownPlan
+    The workspace gets a contract on ``plan`` (``collector.plans``): term from
+    the registration's UTC date, 12 months, nothing purchased. The token is returned once and stored only as a hash. Raises UnknownPlan
     when the plan is not in the plan catalogue.
     """
     workspace_id = uuid.uuid4()
@@ -42,6 +43,9 @@ async def register(conn: asyncpg.Connection, plan: str) -> dict:
             digest,
             workspace_id,
         )
+        from collector import plans  # here: plans imports this module
+
+        await plans.create_default_contract(conn, workspace_id, plan)
     return {"workspace_id": str(workspace_id), "plan": plan, "token": token}
 
 

@@ -144,3 +144,52 @@ def report_870() -> dict:
 @pytest.fixture
 def report_680() -> dict:
     return load_fixture("report-6.8.0.json")
+
+
+def make_report(base: dict, record_id: str, created_at: str, *, users: int | None = None, guests: int | None = None,
+                mac: int | None = None, peak: int | None = None, apps_active=None, apps_private=None) -> dict:
+    """A copy of a real record with a new ``_id``, ``createdAt`` and the given counts."""
+    r = orjson.loads(orjson.dumps(base))
+    r["_id"], r["createdAt"] = record_id, created_at
+    if users is not None:
+        r["activeUsers"] = users
+    if guests is not None:
+        r["activeGuests"] = guests
+    if mac is not None:
+        r["omnichannelContactsBySource"]["contactsCount"] = mac
+    if peak is not None:
+        r["dailyPeakConnections"] = peak
+    if apps_active is not None:
+        r["apps"]["totalActive"] = apps_active
+    if apps_private is not None:  # installed and enabled
+        r["apps"]["totalPrivateApps"] = r["apps"]["totalPrivateAppsEnabled"] = apps_private
+    return r
+
+
+async def post_ok(service: Service, token: str, report: dict) -> dict:
+    status, _, body = await service.post_report(token, report)
+    assert status == 200, body
+    return orjson.loads(body)
+
+
+async def operator_headers(service: Service, *roles: str) -> dict:
+    """Headers with a fresh operator token holding ``roles``."""
+    async with service.http.post(
+        f"{service.url}/api/v1/operator-tokens", json={"roles": list(roles)}, headers=admin_headers()
+    ) as r:
+        assert r.status == 201, await r.text()
+        return {"Authorization": f"Bearer {(await r.json())['token']}"}
+
+
+async def get_json(service: Service, path: str, headers: dict, status: int = 200):
+    async with service.http.get(service.url + path, headers=headers) as r:
+        assert r.status == status, await r.text()
+        return await r.json()
+
+
+async def put_contract(service: Service, workspace_id: str, **body) -> dict:
+    async with service.http.put(
+        f"{service.url}/api/v1/workspaces/{workspace_id}/contract", json=body, headers=admin_headers()
+    ) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()

@@ -2,9 +2,14 @@
 
 Routes:
   POST /, POST /api/v1/statistics   ingest (workspace token)      collector.http.ingest
+  /api/v1/workspaces/self..., .../{id}/opt-out, /api/v1/audit    collector.http.optout
   /api/v1/workspaces..., /api/v1/operator-tokens,
   /api/v1/quarantine (operator)                                   collector.http.admin
   GET /api/v1/schema, /api/v1/schema/fields (anyone)              collector.http.published
+  /api/v1/plans..., /api/v1/workspaces/{id}/contract (operator)   collector.http.plans
+  /api/v1/compliance... (operator 'compliance')                   collector.http.compliance
+  /api/v1/billing/consumption (operator 'billing')                collector.http.billing
+>>>>>>> billing
   GET /.well-known/jwks.json         public key of the receipts
   GET /healthz                       the process is up
   GET /readyz                        the database answers (503 otherwise)
@@ -23,7 +28,7 @@ from collector import db, metrics, storage
 from collector.auth import Forbidden, Unauthorized
 from collector.catalogue import CATALOGUE_VERSION
 from collector.config import Settings
-from collector.http import admin, ingest, published
+from collector.http import admin, billing, compliance, ingest, optout, plans, published
 from collector.http.common import STATE, BadRequest, State, error_response, json_response
 from collector.logs import log
 from collector.receipts import ReceiptSigner
@@ -114,6 +119,10 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
+    app.router.add_routes(optout.routes)  # before admin: /workspaces/self must win over /workspaces/{id}
     app.router.add_routes(admin.routes)
     app.router.add_routes(published.routes)
+    app.router.add_routes(plans.routes)
+    app.router.add_routes(compliance.routes)
+    app.router.add_routes(billing.routes)
     return app

@@ -1,0 +1,34 @@
+"""Billing reads (operator role ``billing``; see ``collector.billing``).
+
+  GET /api/v1/billing/consumption?period=YYYY-MM     (or ?from=YYYY-MM-DD&to=YYYY-MM-DD, inclusive)
+      JSON by default; CSV with ``Accept: text/csv``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from aiohttp import web
+
+from collector import billing
+from collector.http.common import BadRequest, json_response, operator, state
+from collector.plans import Invalid
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/billing/consumption")
+async def consumption(request: web.Request) -> web.Response:
+    await operator(request, "billing")
+    q = request.query
+    try:
+        start, end = billing.parse_period(q.get("period"), q.get("from"), q.get("to"))
+    except Invalid as exc:
+        raise BadRequest(400, "invalid_request", str(exc),
+                         [{"path": exc.path, "reason": "invalid", "message": str(exc)}]) from None
+    st = state(request)
+    kw = {"now": datetime.now(timezone.utc), "stale_after_s": st.settings.stale_after_s}
+    if "text/csv" in request.headers.get("Accept", ""):
+        text = await billing.consumption_csv(st.pool, start, end, **kw)
+        return web.Response(text=text, content_type="text/csv", charset="utf-8")
+    return json_response(await billing.consumption(st.pool, start, end, **kw))

@@ -1,0 +1,38 @@
+"""Compliance reads (operator role ``compliance``; see ``collector.compliance``).
+
+  GET /api/v1/compliance[?status=ok|near|at|over|unknown|stale]  -> {"workspaces": [...]}
+  GET /api/v1/compliance/{workspace_id}                          -> one workspace
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from aiohttp import web
+
+from collector import compliance
+from collector.http.admin import workspace_id_of
+from collector.http.common import BadRequest, json_response, operator, state
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/compliance")
+async def list_compliance(request: web.Request) -> web.Response:
+    await operator(request, "compliance")
+    status = request.query.get("status")
+    if status is not None and status not in compliance.STATUSES:
+        raise BadRequest(400, "invalid_request", "unknown status", [
+            {"path": "status", "reason": "invalid", "message": f"status must be one of {', '.join(compliance.STATUSES)}"}])
+    st = state(request)
+    items = await compliance.list_compliance(
+        st.pool, now=datetime.now(timezone.utc), stale_after_s=st.settings.stale_after_s, status=status)
+    return json_response({"workspaces": items})
+
+
+@routes.get("/api/v1/compliance/{workspace_id}")
+async def read_compliance(request: web.Request) -> web.Response:
+    await operator(request, "compliance")
+    st = state(request)
+    return json_response(await compliance.workspace_compliance(
+        st.pool, workspace_id_of(request), now=datetime.now(timezone.utc), stale_after_s=st.settings.stale_after_s))

@@ -1,0 +1,238 @@
+-- Plans, contracts and the rollups that compliance and billing read.
+-- Limit semantics follow Rocket.Chat licence v3 (ee/packages/license): a
+-- negative max means unlimited; behaviours prevent_action and
+-- start_fair_policy trigger at value >= max, the others at value > max.
+-- Seed figures: shared/ROCKETCHAT.md (see collector/plans.py for the rest).
+
+-- Plan catalogue ----------------------------------------------------------
+
+ALTER TABLE plans
+    ADD COLUMN billing_model text NOT NULL DEFAULT 'free'
+        CHECK (billing_model IN ('free', 'per_seat', 'consumption')),
+    -- data categories a workspace on this plan may switch off (the opt-out
+    -- feature is built on this later)
+    ADD COLUMN opt_out_categories text[] NOT NULL DEFAULT '{}'
+        CHECK (opt_out_categories <@ ARRAY['billing', 'compliance', 'operational', 'product_analytics']),
+    ADD COLUMN mac_pack_size integer NOT NULL DEFAULT 0 CHECK (mac_pack_size >= 0),
+    ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+
+CREATE TABLE plan_limits (
+    plan text NOT NULL REFERENCES plans (plan) ON DELETE CASCADE,
+    kind text NOT NULL CHECK (kind IN ('activeUsers', 'guestUsers', 'monthlyActiveContacts',
+                                       'privateApps', 'marketplaceApps', 'peakConnections')),
+    max integer NOT NULL,               -- negative: unlimited
+    behavior text NOT NULL CHECK (behavior IN ('prevent_action', 'start_fair_policy', 'invalidate_license',
+                                               'disable_modules', 'prevent_installation')),
+    PRIMARY KEY (plan, kind)
+);
+
+UPDATE plans SET billing_model = 'free' WHERE plan IN ('community', 'starter');
+UPDATE plans SET billing_model = 'per_seat' WHERE plan = 'pro';
+UPDATE plans SET billing_model = 'consumption', mac_pack_size = 1000,
+                 opt_out_categories = '{operational,product_analytics}' WHERE plan = 'enterprise';
+
+INSERT INTO plan_limits (plan, kind, max, behavior) VALUES
+    ('community',  'activeUsers',            -1, 'prevent_action'),
+    ('community',  'guestUsers',             -1, 'prevent_action'),
+    ('community',  'monthlyActiveContacts',  -1, 'prevent_action'),
+    ('community',  'privateApps',             3, 'prevent_action'),
+    ('community',  'marketplaceApps',         5, 'prevent_action'),
+    ('community',  'peakConnections',       200, 'disable_modules'),
+    ('starter',    'activeUsers',            50, 'prevent_action'),
+    ('starter',    'guestUsers',             -1, 'prevent_action'),
+    ('starter',    'monthlyActiveContacts', 100, 'prevent_action'),
+    ('starter',    'privateApps',             3, 'prevent_action'),
+    ('starter',    'marketplaceApps',         5, 'prevent_action'),
+    ('starter',    'peakConnections',        -1, 'disable_modules'),
+    ('pro',        'activeUsers',           500, 'prevent_action'),
+    ('pro',        'guestUsers',             -1, 'prevent_action'),
+    ('pro',        'monthlyActiveContacts', 100, 'prevent_action'),
+    ('pro',        'privateApps',            -1, 'prevent_action'),
+    ('pro',        'marketplaceApps',        -1, 'prevent_action'),
+    ('pro',        'peakConnections',        -1, 'disable_modules'),
+    ('enterprise', 'activeUsers',            -1, 'start_fair_policy'),
+    ('enterprise', 'guestUsers',             -1, 'start_fair_policy'),
+    ('enterprise', 'monthlyActiveContacts',  -1, 'start_fair_policy'),
+    ('enterprise', 'privateApps',            -1, 'prevent_action'),
+    ('enterprise', 'marketplaceApps',        -1, 'prevent_action'),
+    ('enterprise', 'peakConnections',        -1, 'disable_modules');
+
+-- Contracts: one current contract per workspace --------------------------
+
+CREATE TABLE contracts (
+    workspace_id uuid PRIMARY KEY REFERENCES workspaces (workspace_id),
+    plan text NOT NULL REFERENCES plans (plan),
+    term_start date NOT NULL,
+    term_end date NOT NULL,             -- inclusive (last day of the term)
+    seats integer CHECK (seats >= 0),   -- purchased seats; NULL: none purchased
+    mac_packs integer NOT NULL DEFAULT 0 CHECK (mac_packs >= 0),
+    custom_limits jsonb NOT NULL DEFAULT '{}'  -- {kind: max}, overrides the plan's max
+        CHECK (jsonb_typeof(custom_limits) = 'object'
+               AND custom_limits - ARRAY['activeUsers', 'guestUsers', 'monthlyActiveContacts',
+                                         'privateApps', 'marketplaceApps', 'peakConnections'] = '{}'::jsonb),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (term_end >= term_start)
+);
+CREATE INDEX contracts_plan ON contracts (plan);
+
+INSERT INTO contracts (workspace_id, plan, term_start, term_end)
+SELECT workspace_id, plan, (created_at AT TIME ZONE 'UTC')::date,
+       ((created_at AT TIME ZONE 'UTC')::date + interval '12 months' - interval '1 day')::date
+FROM workspaces;
+
+-- The effective max of a limit kind for a contract (negative: unlimited):
+-- the contract's custom limit, else for activeUsers the purchased seats,
+-- else the plan's max; monthlyActiveContacts adds the purchased MAC packs
+-- (packs x the plan's pack size) to a finite plan max, or replaces an
+-- unlimited one when packs were bought.
+CREATE FUNCTION effective_max(kind text, plan_max integer, custom_limits jsonb, seats integer,
+                              mac_packs integer, mac_pack_size integer)
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(
+        (custom_limits ->> kind)::integer,
+        CASE kind
+            WHEN 'activeUsers' THEN coalesce(seats, plan_max)
+            WHEN 'monthlyActiveContacts' THEN
+                CASE WHEN mac_packs * mac_pack_size = 0 THEN plan_max
+                     WHEN plan_max < 0 THEN mac_packs * mac_pack_size
+                     ELSE plan_max + mac_packs * mac_pack_size END
+            ELSE plan_max
+        END)
+$$;
+
+-- Rollups ----------------------------------------------------------------
+
+-- One row per workspace and UTC day of the record's createdAt. The latest
+-- record of the day gives active_users, active_guests and the apps counts;
+-- mac and peak_connections are the highest of all the day's records.
+-- NULL: the value was not reported (unknown).
+CREATE TABLE daily_snapshots (
+    workspace_id uuid NOT NULL,
+    day date NOT NULL,
+    created_at timestamptz NOT NULL,    -- createdAt of the record that won the day
+    report_id uuid NOT NULL,
+    active_users integer,
+    active_guests integer,
+    private_apps integer,
+    marketplace_apps integer,
+    mac integer,
+    peak_connections integer,
+    PRIMARY KEY (workspace_id, day)
+);
+
+-- One row per workspace and UTC month, recomputed from daily_snapshots for
+-- the months a batch touches.
+CREATE TABLE monthly_usage (
+    workspace_id uuid NOT NULL,
+    month date NOT NULL,                -- first day of the month
+    max_seats integer,
+    max_guests integer,
+    mac integer,
+    peak_connections integer,
+    days_reported integer NOT NULL,
+    last_report_at timestamptz NOT NULL, -- latest createdAt within the month
+    PRIMARY KEY (month, workspace_id)
+);
+
+-- Highest daily seats over the contract's term (true-up); kept as reports
+-- arrive, recomputed when the contract changes.
+CREATE TABLE term_usage (
+    workspace_id uuid PRIMARY KEY REFERENCES contracts (workspace_id) ON DELETE CASCADE,
+    term_start date NOT NULL,
+    term_end date NOT NULL,
+    max_seats integer,
+    max_seats_day date
+);
+
+-- Current compliance state per workspace, from its latest snapshot.
+-- limits: {kind: {value, max, percent, status, since, behavior}}, in LIMIT order.
+CREATE TABLE compliance_state (
+    workspace_id uuid PRIMARY KEY REFERENCES workspaces (workspace_id),
+    last_report_at timestamptz,         -- createdAt of the latest snapshot
+    status text NOT NULL,               -- worst status of the limits (or unknown)
+    limits json NOT NULL,               -- json, not jsonb: read back as stored text, no conversion
+    evaluated_at timestamptz NOT NULL
+);
+CREATE INDEX compliance_state_status ON compliance_state (status);
+
+-- Re-evaluate the compliance of the given workspaces (all with a contract
+-- when ws IS NULL) from their latest snapshot and effective limits. A
+-- limit's `since` changes only when its status changes: to the latest
+-- snapshot's createdAt (changed_at NULL: a report changed it) or changed_at
+-- (an operator edited the limits).
+CREATE FUNCTION refresh_compliance(ws uuid[], changed_at timestamptz) RETURNS void
+LANGUAGE sql SET timezone = 'UTC' AS $$
+    WITH cur AS (
+        SELECT c.workspace_id, c.plan, c.custom_limits, c.seats, c.mac_packs, p.mac_pack_size,
+               s.created_at, s.active_users, s.active_guests, s.mac, s.private_apps, s.marketplace_apps,
+               s.peak_connections
+        FROM contracts c
+        JOIN plans p ON p.plan = c.plan
+        LEFT JOIN LATERAL (
+            SELECT * FROM daily_snapshots d WHERE d.workspace_id = c.workspace_id ORDER BY d.day DESC LIMIT 1
+        ) s ON true
+        WHERE ws IS NULL OR c.workspace_id = ANY (ws)
+    ), lim AS (
+        SELECT cur.workspace_id, cur.created_at, pl.kind, pl.behavior,
+               effective_max(pl.kind, pl.max, cur.custom_limits, cur.seats, cur.mac_packs, cur.mac_pack_size) AS max,
+               CASE pl.kind
+                   WHEN 'activeUsers' THEN cur.active_users
+                   WHEN 'guestUsers' THEN cur.active_guests
+                   WHEN 'monthlyActiveContacts' THEN cur.mac
+                   WHEN 'privateApps' THEN cur.private_apps
+                   WHEN 'marketplaceApps' THEN cur.marketplace_apps
+                   WHEN 'peakConnections' THEN cur.peak_connections
+               END AS value
+        FROM cur JOIN plan_limits pl ON pl.plan = cur.plan
+    ), st AS (
+        SELECT lim.*,
+               CASE WHEN value IS NULL THEN 'unknown'
+                    WHEN max < 0 THEN 'ok'
+                    WHEN value > max THEN 'over'
+                    WHEN value = max THEN 'at'
+                    WHEN value * 10 >= max * 9 THEN 'near'
+                    ELSE 'ok' END AS status,
+               CASE WHEN value IS NOT NULL AND max > 0 THEN round(value * 100.0 / max, 1) END AS percent
+        FROM lim
+    ), merged AS (
+        SELECT st.*,
+               CASE WHEN old.limits -> st.kind ->> 'status' = st.status
+                    THEN (old.limits -> st.kind ->> 'since')::timestamptz
+                    ELSE coalesce(changed_at, st.created_at, now()) END AS since
+        FROM st LEFT JOIN compliance_state old ON old.workspace_id = st.workspace_id
+    )
+    INSERT INTO compliance_state AS c (workspace_id, last_report_at, status, limits, evaluated_at)
+    SELECT workspace_id, max(created_at),
+           CASE max(CASE status WHEN 'over' THEN 4 WHEN 'at' THEN 3 WHEN 'near' THEN 2 WHEN 'ok' THEN 1 ELSE 0 END)
+               WHEN 4 THEN 'over' WHEN 3 THEN 'at' WHEN 2 THEN 'near' WHEN 1 THEN 'ok' ELSE 'unknown' END,
+           json_object_agg(kind, json_build_object('value', value, 'max', max, 'percent', percent,
+                                                     'status', status, 'since', since, 'behavior', behavior)),
+           now()
+    FROM (SELECT * FROM merged ORDER BY workspace_id, array_position(ARRAY['activeUsers', 'guestUsers',
+        'monthlyActiveContacts', 'privateApps', 'marketplaceApps', 'peakConnections'], kind)) m
+    GROUP BY workspace_id
+    ON CONFLICT (workspace_id) DO UPDATE
+        SET last_report_at = excluded.last_report_at, status = excluded.status,
+            limits = excluded.limits, evaluated_at = excluded.evaluated_at
+$$;
+
+-- Recompute term_usage of the given workspaces from daily_snapshots.
+CREATE FUNCTION refresh_term_usage(ws uuid[]) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO term_usage AS t (workspace_id, term_start, term_end, max_seats, max_seats_day)
+    SELECT c.workspace_id, c.term_start, c.term_end, m.active_users, m.day
+    FROM contracts c
+    LEFT JOIN LATERAL (
+        SELECT d.active_users, d.day FROM daily_snapshots d
+        WHERE d.workspace_id = c.workspace_id AND d.day BETWEEN c.term_start AND c.term_end
+              AND d.active_users IS NOT NULL
+        ORDER BY d.active_users DESC, d.day LIMIT 1
+    ) m ON true
+    WHERE c.workspace_id = ANY (ws)
+    ON CONFLICT (workspace_id) DO UPDATE
+        SET term_start = excluded.term_start, term_end = excluded.term_end,
+            max_seats = excluded.max_seats, max_seats_day = excluded.max_seats_day
+$$;
+
+SELECT refresh_term_usage(array_agg(workspace_id)) FROM contracts;
+SELECT refresh_compliance(NULL, NULL);
