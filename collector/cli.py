@@ -27,7 +27,7 @@ from uuid import UUID
 import click
 import orjson
 
-from collector import auth, billing as billing_mod, compliance as compliance_mod, db, logs, plans, quarantine, workspaces
+from collector import auth, billing as billing_mod, compliance as compliance_mod, db, logs, optout, plans, quarantine, workspaces
 from collector.config import Settings
 
 
@@ -61,7 +61,7 @@ def _run_with_conn(fn, printer=None):
 
     try:
         (printer or _print)(asyncio.run(go()))
-    except (workspaces.UnknownWorkspace, workspaces.UnknownPlan, ValueError) as exc:
+    except (workspaces.UnknownWorkspace, workspaces.UnknownPlan, optout.OptOutNotAllowed, ValueError) as exc:
         click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
 
@@ -156,6 +156,44 @@ def operator_token_add(roles: tuple[str, ...], label: str | None) -> None:
     _run_with_conn(go)
 
 
+@workspace.command("opt-out")
+@click.argument("workspace_id", type=click.UUID)
+@click.option("--on/--off", "opt_out", required=True, help="Switch statistics opt-out on or off.")
+def workspace_opt_out(workspace_id: UUID, opt_out: bool) -> None:
+    """Switch the workspace's opt-out on (forgets its optional data) or off."""
+    _run_with_conn(lambda conn: optout.set_opt_out(conn, workspace_id, opt_out, "cli"))
+
+
+@workspace.command("opt-out-policy")
+@click.argument("workspace_id", type=click.UUID)
+@click.option("--category", "categories", multiple=True, type=click.Choice(["operational", "product_analytics"]))
+@click.option("--plan-default", is_flag=True, help="Drop the contract's own policy: the plan's applies.")
+def workspace_opt_out_policy(workspace_id: UUID, categories: tuple[str, ...], plan_default: bool) -> None:
+    """Set which categories this workspace's contract lets it switch off (none when no --category)."""
+    cats = None if plan_default else list(categories)
+    _run_with_conn(lambda conn: optout.set_contract_policy(conn, workspace_id, cats, "cli"))
+
+
+@workspace.command("status")
+@click.argument("workspace_id", type=click.UUID)
+def workspace_status(workspace_id: UUID) -> None:
+    """Print the workspace's plan and opt-out status."""
+    _run_with_conn(lambda conn: optout.status(conn, workspace_id))
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """Audit trail of opt-outs, forgotten data and policy changes (no values)."""
+
+
+@audit_group.command("list")
+@click.option("--workspace", "workspace_id", type=click.UUID, default=None)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+def audit_list(workspace_id: UUID | None, limit: int) -> None:
+    """List audit records, newest first."""
+    _run_with_conn(lambda conn: optout.audit_listing(conn, workspace_id=workspace_id, limit=limit))
+
+
 @main.group("quarantine")
 def quarantine_group() -> None:
     """Refused reports (no values: paths, reasons, body hash and size)."""
@@ -208,7 +246,8 @@ def plan_set(name: str, billing_model: str | None, mac_pack_size: int | None, op
     """Change a plan's billing model, MAC pack size or opt-out categories."""
     categories = [] if no_opt_out else (list(opt_out) if opt_out else None)
     _run_with_conn(lambda conn: plans.update_plan(
-        conn, name, billing_model=billing_model, mac_pack_size=mac_pack_size, opt_out_categories=categories))
+        conn, name, billing_model=billing_model, mac_pack_size=mac_pack_size, opt_out_categories=categories,
+        actor="cli"))
 
 
 @main.group()
@@ -241,7 +280,7 @@ def contract_set(workspace_id: UUID, plan_name: str, term_start, term_end, seats
     """Replace the workspace's contract (and its plan)."""
     _run_with_conn(lambda conn: plans.set_contract(
         conn, workspace_id, plan=plan_name, term_start=term_start.date(), term_end=term_end.date(),
-        seats=seats, mac_packs=mac_packs, custom_limits=limits))
+        seats=seats, mac_packs=mac_packs, custom_limits=limits, actor="cli"))
 
 
 @contract.command("show")

@@ -38,6 +38,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from collector import optout
 from collector.aggregation import LOCK_NAMESPACE
 from collector.workspaces import UnknownPlan, UnknownWorkspace
 
@@ -126,15 +127,22 @@ async def update_plan(
     billing_model: str | None = None,
     mac_pack_size: int | None = None,
     opt_out_categories: list[str] | None = None,
+    actor: str = "operator",
 ) -> dict:
     """Change a plan's billing model, MAC pack size or opt-out categories (None:
-    unchanged); re-evaluate compliance of its workspaces. Raises UnknownPlan, Invalid."""
+    unchanged); re-evaluate compliance of its workspaces, and their opt-outs
+    when the categories changed (``collector.optout.reevaluate``: a plan that
+    allows none ends them, audited as ``actor``). Opt-out categories can only
+    be optional ones (operational, product_analytics). Raises UnknownPlan, Invalid."""
     if billing_model is not None and billing_model not in BILLING_MODELS:
         raise Invalid("billing_model", f"billing_model must be one of {', '.join(BILLING_MODELS)}")
     if mac_pack_size is not None and mac_pack_size < 0:
         raise Invalid("mac_pack_size", "mac_pack_size must be >= 0")
-    if opt_out_categories is not None and not set(opt_out_categories) <= set(CATEGORIES):
-        raise Invalid("opt_out_categories", f"categories must be among {', '.join(CATEGORIES)}")
+    if opt_out_categories is not None:
+        try:
+            opt_out_categories = optout.check_categories(opt_out_categories)
+        except optout.InvalidCategories as exc:
+            raise Invalid("opt_out_categories", str(exc)) from None
     async with conn.transaction():
         done = await conn.fetchval(
             "UPDATE plans SET billing_model = coalesce($2, billing_model),"
@@ -147,6 +155,13 @@ async def update_plan(
         if not done:
             raise UnknownPlan(plan)
         await _refresh_plan(conn, plan)
+        if opt_out_categories is not None:
+            await optout.reevaluate(
+                conn,
+                await conn.fetchval("SELECT array_agg(workspace_id) FROM contracts WHERE plan = $1", plan) or [],
+                actor,
+                f"opt-out policy of plan '{plan}' changed",
+            )
     return await get_plan(conn, plan)
 
 
@@ -200,9 +215,13 @@ async def set_contract(
     seats: int | None = None,
     mac_packs: int = 0,
     custom_limits: dict[str, int] | None = None,
+    actor: str = "operator",
 ) -> dict:
     """Replace the workspace's contract (and its plan in the registry); recompute
-    its term maximum and compliance. ``term_end`` is inclusive.
+    its term maximum and compliance, and re-evaluate its opt-out
+    (``collector.optout.reevaluate``: a plan that allows no opt-out ends it,
+    audited as ``actor``; an upgrade keeps the workspace's choice).
+    ``term_end`` is inclusive.
 
     Returns the contract. Raises UnknownWorkspace, UnknownPlan, Invalid.
     """
@@ -232,4 +251,5 @@ async def set_contract(
         )
         await conn.execute("SELECT refresh_term_usage($1::uuid[])", [workspace_id])
         await conn.execute("SELECT refresh_compliance($1::uuid[], now())", [workspace_id])
+        await optout.reevaluate(conn, [workspace_id], actor, f"contract set on plan '{plan}'")
     return await get_contract(conn, workspace_id)
