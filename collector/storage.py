@@ -15,6 +15,8 @@ the receipt of the first. The record's ``_id`` itself is never stored.
 Backpressure: the queue is bounded (``queue_max``); a full queue sheds the
 report with ``overloaded`` (503 + Retry-After). A database fault sheds the
 whole batch with ``database_unavailable``; nothing of it was committed.
+The ingest handler asks ``full()`` before it reads a body, so bodies beyond
+the queue are never read into memory.
 """
 
 from __future__ import annotations
@@ -115,6 +117,10 @@ class ReportWriter:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+
+    def full(self) -> bool:
+        """True when the write queue is full: a new report would be shed."""
+        return self._queue.full()
 
     async def submit(self, report: PendingReport) -> Receipt:
         """Queue a report and wait until its batch is committed.

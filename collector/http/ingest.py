@@ -40,6 +40,8 @@ async def post_statistics(request: web.Request) -> web.Response:
         if who.kind != "workspace":
             raise Refusal(Reason.UNAUTHORIZED, "a valid workspace token is required")
         workspace_id = who.workspace_id
+        if st.writer.full():  # shed before the body is read: memory stays bounded under overload
+            raise Refusal(Reason.OVERLOADED, "the collector is at capacity; retry later")
         body = await decoding.read_body(request)
         doc = decoding.parse_json(body)
         try:
