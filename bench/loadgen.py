@@ -374,12 +374,14 @@ async def run_load(args, port: int, tokens: list[str], bodies: Bodies) -> tuple[
         idle: asyncio.Queue = asyncio.Queue()
         for _ in range(args.connections):
             idle.put_nowait(None)
-        tasks = set()
+        tasks: set[asyncio.Task] = set()
 
         async def one(i: int, scheduled: float):
             conn = await idle.get()
-            conn, status = await client.send(conn, data(i))
-            idle.put_nowait(conn)
+            try:
+                conn, status = await client.send(conn, data(i))
+            finally:
+                idle.put_nowait(conn)
             statuses[status] += 1
             if status == 200:
                 latencies.append(time.perf_counter() - (scheduled - t0 + p0))
@@ -392,18 +394,25 @@ async def run_load(args, port: int, tokens: list[str], bodies: Bodies) -> tuple[
             delay = scheduled - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            elif len(tasks) > 2 * args.connections:
+                # every connection busy and a backlog already: the client cannot offer more
+                statuses["client_backlog"] += 1
+                continue
             t = asyncio.create_task(one(i, scheduled))
             tasks.add(t)
             t.add_done_callback(tasks.discard)
         if tasks:
-            await asyncio.wait(tasks)
+            _, pending = await asyncio.wait(tasks, timeout=args.timeout)
+            for t in pending:
+                t.cancel()
+            statuses["unfinished"] += len(pending)
 
     if args.rate > 0:
         await open_loop()
     else:
         await asyncio.gather(*(closed_loop() for _ in range(args.connections)))
     elapsed = loop.time() - t0
-    return latencies, statuses, elapsed, sum(statuses.values())
+    return latencies, statuses, elapsed, sum(v for k, v in statuses.items() if k != "client_backlog")
 
 
 def pct(sorted_values: list[float], p: float) -> float:
@@ -433,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     args.duration = min(args.duration, 600)
     args.max_requests = min(args.max_requests, 10_000_000)
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the spawned server and drop its database
     spawned = None
     if args.spawn:
         args.admin_token = args.admin_token or "wsc_op_bench_" + secrets.token_urlsafe(16)
@@ -466,11 +476,12 @@ def main(argv: list[str] | None = None) -> int:
     latencies.sort()
     accepted = statuses.get(200, 0)
     rate = accepted / elapsed
-    errors = {str(k if k else "connection"): v for k, v in sorted(statuses.items()) if k != 200}
+    errors = {str(k if k else "connection"): v for k, v in sorted(statuses.items(), key=str) if k != 200 and v}
     summary = {
         "mode": f"rate {args.rate:g}/s" if args.rate > 0 else "max",
         "duration_s": round(elapsed, 1),
         "sent": sent,
+        "offered_per_s": round(sent / elapsed, 1),
         "accepted": accepted,
         "reports_per_s": round(rate, 1),
         "p50_ms": round(pct(latencies, 50), 2),
