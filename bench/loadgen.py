@@ -14,9 +14,11 @@ on ``--pg`` (dropped afterwards).
 
 Printed: accepted reports/s, p50/p95/p99 latency (fixed rate: measured from the
 scheduled send time, so queueing in the client counts), errors by status, the
-server's CPU and peak RSS (all its processes, read with psutil), PostgreSQL's
-CPU, the floor (parse + validate the same bodies in this one process) and the
-ratio between them; the last line is a JSON summary.
+server's CPU and peak RSS (all its processes, read with psutil), the CPU of the
+PostgreSQL backends of its database, of the generator itself and of every other
+process on the machine (a shared machine's noise shows there), the CPU per
+accepted report, the floor (parse + validate the same bodies in this one
+process) and the ratio between them; the last line is a JSON summary.
 
 The HTTP client is a minimal HTTP/1.1 keep-alive client on asyncio protocols:
 the bodies are pre-serialised, so the generator spends as little of the shared
@@ -236,13 +238,13 @@ class Spawned:
 class ProcWatch:
     """CPU seconds and peak RSS of a process tree (the server) and of PostgreSQL, sampled in a thread."""
 
-    def __init__(self, pid: int | None):
+    def __init__(self, pid: int | None, database: str | None = None):
         self.root = psutil.Process(pid) if pid else None
+        self.database = database  # count only the PostgreSQL backends of this database
         self.peak_rss = 0
         self._stop = threading.Event()
         self._cpu: dict[int, float] = {}
-        self._pg0 = self._pg_cpu()
-        self._self0 = sum(psutil.Process().cpu_times()[:2])
+        self._pg0: dict[int, float] = {}
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def procs(self) -> list[psutil.Process]:
@@ -253,11 +255,12 @@ class ProcWatch:
         except psutil.NoSuchProcess:
             return []
 
-    @staticmethod
-    def _pg_cpu() -> dict[int, float]:
+    def _pg_cpu(self) -> dict[int, float]:
         out = {}
-        for p in psutil.process_iter(["name", "cpu_times"]):
+        for p in psutil.process_iter(["name", "cpu_times", "cmdline"]):
             if p.info["name"] in ("postgres", "postmaster") and p.info["cpu_times"]:
+                if self.database and self.database not in " ".join(p.info["cmdline"] or ()):
+                    continue
                 out[p.pid] = sum(p.info["cpu_times"][:2])
         return out
 
@@ -430,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="PostgreSQL for --spawn")
     ap.add_argument("--workers", type=int, default=2, help="--spawn: server worker processes")
     ap.add_argument("--server-pid", type=int, help="--url: the server's PID, for its CPU and RSS")
+    ap.add_argument("--pg-database", help="--url: count the CPU of this database's PostgreSQL backends only")
     ap.add_argument("--admin-token", default=os.environ.get("COLLECTOR_ADMIN_TOKEN", ""))
     ap.add_argument("--rate", type=float, default=0, help="reports/s (open loop); 0: as fast as possible")
     ap.add_argument("--duration", type=float, default=20, help="seconds of load (max 600)")
@@ -464,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         runner(wait_ready(port, spawned.proc if spawned else None))
         tokens = runner(register(port, args.admin_token, args.workspaces))
         bodies = Bodies(secrets.token_hex(4))
-        watch = ProcWatch(pid)
+        watch = ProcWatch(pid, spawned.db if spawned else args.pg_database)
         watch.start()
         latencies, statuses, elapsed, sent = runner(run_load(args, port, tokens, bodies))
         usage = watch.finish()
