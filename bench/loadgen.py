@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -233,6 +234,8 @@ class Spawned:
                 self.proc.wait()
         self.log.close()
         self._sql(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+        if self.proc.returncode == 0:
+            shutil.rmtree(self.dir, ignore_errors=True)  # kept (with server.log) when the server failed
 
 
 class ProcWatch:
