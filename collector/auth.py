@@ -12,6 +12,14 @@ from ``COLLECTOR_ADMIN_TOKEN`` and holds every role.
 
 Every failure to authenticate raises the same ``Unauthorized``: missing,
 malformed, unknown and revoked tokens are not told apart.
+
+Workspace tokens are looked up in the database once and then kept in a small
+per-process cache (``PrincipalCache``, keyed by the token's SHA-256) for at
+most ``COLLECTOR_AUTH_CACHE_TTL_S`` seconds (default 5; 0 turns it off).
+Revocation bound: a rotated or revoked token stops working at once in the
+process that handled the rotate/revoke call, and within that TTL everywhere
+else (other ``--workers``, the ``collector workspace revoke`` command).
+Operator tokens and unknown tokens are never cached.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
+from cachetools import TTLCache
 
 ROLES = ("admin", "billing", "compliance")
 WORKSPACE_PREFIX = "wsc_ws_"
@@ -55,6 +64,26 @@ class Principal:
             raise Forbidden(f"this call needs an operator token with the '{role}' role")
 
 
+class PrincipalCache:
+    """Workspace principals by token hash, each kept at most ``ttl`` seconds (bounded in size)."""
+
+    def __init__(self, ttl: float, maxsize: int = 100_000):
+        self._cache: TTLCache | None = TTLCache(maxsize, ttl) if ttl > 0 else None
+
+    def get(self, digest: bytes) -> "Principal | None":
+        return self._cache.get(digest) if self._cache is not None else None
+
+    def put(self, digest: bytes, principal: "Principal") -> None:
+        if self._cache is not None and principal.kind == "workspace":
+            self._cache[digest] = principal
+
+    def forget_workspace(self, workspace_id: UUID) -> None:
+        """Drop every cached token of ``workspace_id`` (after a rotate or revoke here)."""
+        if self._cache is not None:
+            for digest in [d for d, p in self._cache.items() if p.workspace_id == workspace_id]:
+                self._cache.pop(digest, None)
+
+
 def new_token(prefix: str) -> tuple[str, bytes]:
     """Make a token; return (token, sha256 digest to store)."""
     token = prefix + secrets.token_urlsafe(32)
@@ -76,23 +105,31 @@ def bearer(header: str | None) -> str:
     return token
 
 
-async def authenticate(conn: asyncpg.Connection | asyncpg.Pool, token: str, admin_token: str) -> Principal:
-    """Resolve a bearer token to a Principal.
+async def authenticate(
+    conn: asyncpg.Connection | asyncpg.Pool, token: str, admin_token: str, cache: PrincipalCache | None = None
+) -> Principal:
+    """Resolve a bearer token to a Principal (through ``cache`` for workspace tokens).
 
     Raises Unauthorized for an unknown or revoked token, or one whose
-    workspace was revoked.
+    workspace was revoked (subject to the cache's TTL, see the module docstring).
     """
     if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
         return Principal("operator", roles=frozenset(ROLES))
+    digest = token_hash(token)
+    if cache is not None and (cached := cache.get(digest)) is not None:
+        return cached
     row = await conn.fetchrow(
         "SELECT t.kind, t.workspace_id, t.roles FROM tokens t"
         " LEFT JOIN workspaces w ON w.workspace_id = t.workspace_id"
         " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND w.revoked_at IS NULL",
-        token_hash(token),
+        digest,
     )
     if row is None:
         raise Unauthorized()
-    return Principal(row["kind"], row["workspace_id"], frozenset(row["roles"]))
+    found = Principal(row["kind"], row["workspace_id"], frozenset(row["roles"]))
+    if cache is not None:
+        cache.put(digest, found)
+    return found
 
 
 async def create_operator_token(conn, roles: list[str], label: str | None = None) -> str:

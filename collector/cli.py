@@ -74,26 +74,21 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1, COLLECTOR_HOST).")
 @click.option("--port", default=None, type=int, help="Port (default 8080, COLLECTOR_PORT).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="Worker processes sharing the port (SO_REUSEPORT; default 1, COLLECTOR_WORKERS).",
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the collector's HTTP service until SIGTERM or Ctrl-C."""
-    from aiohttp import web
-
-    from collector.http.app import make_app
+    from collector import serving
 
     settings = _settings()
-    host = host or settings.host
-    port = port or settings.port
     logs.configure(settings.log_level, settings.log_json)
     url = _database_url(settings)
     logs.log.info("database", embedded=not settings.database_url)
-    web.run_app(
-        make_app(settings, url),
-        host=host,
-        port=port,
-        access_log=None,
-        print=lambda _msg: logs.log.info("listening", url=f"http://{host}:{port}"),
-    )
-    logs.log.info("stopped")
+    serving.serve(settings, url, host or settings.host, port or settings.port, workers or settings.workers)
 
 
 @main.command()

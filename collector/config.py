@@ -23,6 +23,7 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1  # processes sharing the port (``collector serve --workers``)
     data_dir: Path = Path(".collector")
     database_url: str = Field(
         default="", validation_alias=AliasChoices("DATABASE_URL", "COLLECTOR_DATABASE_URL")
@@ -36,6 +37,7 @@ class Settings(BaseSettings):
     queue_max: int = 2000  # reports waiting for a database write; beyond: 503 shed(overloaded)
     batch_max: int = 256  # reports written in one transaction (group commit)
     retry_after_s: int = 5
+    auth_cache_ttl_s: float = 5.0  # a revoked workspace token may work this long in another process; 0: no cache
     future_tolerance_s: int = 3600  # a record dated further in the future is refused
     stale_after_s: int = 48 * 3600
     log_level: str = "INFO"

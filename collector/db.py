@@ -95,7 +95,17 @@ async def create_pool(url: str, min_size: int = 2, max_size: int = 8) -> asyncpg
         max_size=max_size,
         command_timeout=30,
         max_inactive_connection_lifetime=300,
+        reset=_no_reset,
     )
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's default reset query (a round trip per release).
+
+    The collector never leaves session state on a pooled connection: no SET,
+    LISTEN, cursors or session advisory locks (migrations use a transaction
+    lock), and asyncpg itself rolls back an open transaction on release.
+    """
 
 
 #: Errors that mean "the database cannot be reached or is going away": the

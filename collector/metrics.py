@@ -1,11 +1,19 @@
 """Prometheus metrics (prometheus-client). No label ever holds a workspace id,
 a token or any value from a report: labels are outcome/reason codes, route
 names and catalogue violation reasons only.
+
+Several worker processes (``collector serve --workers N``): prometheus-client's
+multiprocess mode, switched on by ``PROMETHEUS_MULTIPROC_DIR`` (set by the
+parent process); ``/metrics`` of any worker then reports the sum over all
+workers (the queue gauge: the sum over live workers).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
 
 from collector.outcomes import Outcome
 
@@ -25,7 +33,9 @@ REQUEST_SECONDS = Histogram(
     ["route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-WRITE_QUEUE = Gauge("collector_write_queue_depth", "Reports waiting for the group-commit writer.")
+WRITE_QUEUE = Gauge(
+    "collector_write_queue_depth", "Reports waiting for the group-commit writer.", multiprocess_mode="livesum"
+)
 BATCH_SIZE = Histogram(
     "collector_write_batch_size",
     "Reports written per database transaction (group commit).",
@@ -42,4 +52,8 @@ def count_outcome(outcome: Outcome, violations: list[dict] | None = None) -> Non
 
 def exposition() -> tuple[bytes, str]:
     """The text exposition of all metrics and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -15,6 +15,8 @@ the receipt of the first. The record's ``_id`` itself is never stored.
 Backpressure: the queue is bounded (``queue_max``); a full queue sheds the
 report with ``overloaded`` (503 + Retry-After). A database fault sheds the
 whole batch with ``database_unavailable``; nothing of it was committed.
+The ingest handler asks ``full()`` before it reads a body, so bodies beyond
+the queue are never read into memory.
 """
 
 from __future__ import annotations
@@ -116,6 +118,10 @@ class ReportWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
 
+    def full(self) -> bool:
+        """True when the write queue is full: a new report would be shed."""
+        return self._queue.full()
+
     async def submit(self, report: PendingReport) -> Receipt:
         """Queue a report and wait until its batch is committed.
 
@@ -174,16 +180,30 @@ class ReportWriter:
         receipts = {
             i: self._signer.sign(batch[i].workspace_id, ids[i], batch[i].created_at, now) for i in fresh
         }
+        data_rows = [
+            (ids[i], cat, batch[i].workspace_id, orjson.dumps(data).decode())
+            for i in fresh
+            for cat, data in batch[i].categories.items()
+        ]
         async with self._pool.acquire() as conn, conn.transaction():
+            # One statement (one round trip): the reports, and the data rows of
+            # those that were new (a duplicate's data rows are discarded).
             inserted = {
                 row["report_id"]
                 for row in await conn.fetch(
-                    "INSERT INTO reports (report_id, workspace_id, record_key, created_at,"
+                    "WITH ins AS ("
+                    " INSERT INTO reports (report_id, workspace_id, record_key, created_at,"
                     " received_at, rc_version, catalogue_version, receipt)"
                     " SELECT r.id, r.ws, r.k, r.c, $5::timestamptz, r.v, $7::text, r.receipt FROM"
                     " unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::timestamptz[], $6::text[], $8::text[])"
                     " AS r(id, ws, k, c, v, receipt)"
-                    " ON CONFLICT (workspace_id, record_key) DO NOTHING RETURNING report_id",
+                    " ON CONFLICT (workspace_id, record_key) DO NOTHING RETURNING report_id),"
+                    " data AS ("
+                    " INSERT INTO report_data (report_id, category, workspace_id, data)"
+                    " SELECT d.id, d.cat, d.ws, d.d::jsonb FROM"
+                    " unnest($9::uuid[], $10::text[], $11::uuid[], $12::text[]) AS d(id, cat, ws, d)"
+                    " WHERE d.id IN (SELECT report_id FROM ins))"
+                    " SELECT report_id FROM ins",
                     [ids[i] for i in fresh],
                     [batch[i].workspace_id for i in fresh],
                     [batch[i].record_key for i in fresh],
@@ -192,6 +212,10 @@ class ReportWriter:
                     [batch[i].rc_version for i in fresh],
                     self._catalogue_version,
                     [receipts[i] for i in fresh],
+                    [r[0] for r in data_rows],
+                    [r[1] for r in data_rows],
+                    [r[2] for r in data_rows],
+                    [r[3] for r in data_rows],
                 )
             }
             stored = [
@@ -200,20 +224,6 @@ class ReportWriter:
                 if ids[i] in inserted
             ]
             if stored:
-                rows = [
-                    (s.report_id, cat, s.workspace_id, orjson.dumps(data).decode())
-                    for s in stored
-                    for cat, data in s.categories.items()
-                ]
-                await conn.execute(
-                    "INSERT INTO report_data (report_id, category, workspace_id, data)"
-                    " SELECT r.id, r.cat, r.ws, r.d::jsonb FROM"
-                    " unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[]) AS r(id, cat, ws, d)",
-                    [r[0] for r in rows],
-                    [r[1] for r in rows],
-                    [r[2] for r in rows],
-                    [r[3] for r in rows],
-                )
                 await aggregation.apply_reports(conn, stored)
             existing: dict[tuple[UUID, bytes], Receipt] = {}
             if len(stored) < len(batch):

@@ -41,7 +41,8 @@ async def verify_receipt(service, token: str) -> dict:
         jwks = PyJWKSet.from_dict(await r.json())
     kid = jwt.get_unverified_header(token)["kid"]
     key = next(k for k in jwks.keys if k.key_id == kid)
-    return jwt.decode(token, key.key, algorithms=["RS256"])
+    assert jwt.get_unverified_header(token)["alg"] == "ES256"
+    return jwt.decode(token, key.key, algorithms=["ES256"])
 
 
 @pytest.mark.parametrize("fixture", ["report_870", "report_680"])

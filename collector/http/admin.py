@@ -60,15 +60,21 @@ async def read_workspace(request: web.Request) -> web.Response:
 @routes.post("/api/v1/workspaces/{workspace_id}/rotate")
 async def rotate_workspace_token(request: web.Request) -> web.Response:
     await operator(request, "admin")
-    async with state(request).pool.acquire() as conn:
-        return json_response(await workspaces.rotate(conn, workspace_id_of(request)))
+    st = state(request)
+    async with st.pool.acquire() as conn:
+        rotated = await workspaces.rotate(conn, workspace_id_of(request))
+    st.principals.forget_workspace(workspace_id_of(request))
+    return json_response(rotated)
 
 
 @routes.post("/api/v1/workspaces/{workspace_id}/revoke")
 async def revoke_workspace(request: web.Request) -> web.Response:
     await operator(request, "admin")
-    async with state(request).pool.acquire() as conn:
-        return json_response(await workspaces.revoke(conn, workspace_id_of(request)))
+    st = state(request)
+    async with st.pool.acquire() as conn:
+        revoked = await workspaces.revoke(conn, workspace_id_of(request))
+    st.principals.forget_workspace(workspace_id_of(request))
+    return json_response(revoked)
 
 
 @routes.post("/api/v1/operator-tokens")

@@ -25,7 +25,7 @@ from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from collector import db, metrics, storage
-from collector.auth import Forbidden, Unauthorized
+from collector.auth import Forbidden, PrincipalCache, Unauthorized
 from collector.catalogue import CATALOGUE_VERSION
 from collector.config import Settings
 from collector.http import admin, billing, compliance, ingest, optout, plans, published
@@ -106,7 +106,8 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
                 pool, signer, CATALOGUE_VERSION, queue_max=settings.queue_max, batch_max=settings.batch_max
             )
             writer.start()
-            app[STATE] = State(settings, pool, signer, writer, secret, CATALOGUE_VERSION)
+            principals = PrincipalCache(settings.auth_cache_ttl_s)
+            app[STATE] = State(settings, pool, signer, writer, secret, CATALOGUE_VERSION, principals)
             yield
             await writer.stop()
         finally:

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from collector.auth import Principal, Unauthorized, authenticate, bearer
+from collector.auth import Principal, PrincipalCache, Unauthorized, authenticate, bearer
 from collector.config import Settings
 from collector.receipts import ReceiptSigner
 from collector.storage import ReportWriter
@@ -24,6 +24,7 @@ class State:
     writer: ReportWriter
     record_secret: bytes
     catalogue_version: str
+    principals: PrincipalCache
 
 
 STATE = web.AppKey("state", State)
@@ -63,7 +64,7 @@ async def principal(request: web.Request) -> Principal:
     """Authenticate the request's bearer token. Raises Unauthorized."""
     st = state(request)
     token = bearer(request.headers.get("Authorization"))
-    return await authenticate(st.pool, token, st.settings.admin_token)
+    return await authenticate(st.pool, token, st.settings.admin_token, st.principals)
 
 
 async def operator(request: web.Request, role: str) -> Principal:

@@ -40,6 +40,8 @@ async def post_statistics(request: web.Request) -> web.Response:
         if who.kind != "workspace":
             raise Refusal(Reason.UNAUTHORIZED, "a valid workspace token is required")
         workspace_id = who.workspace_id
+        if st.writer.full():  # shed before the body is read: memory stays bounded under overload
+            raise Refusal(Reason.OVERLOADED, "the collector is at capacity; retry later")
         body = await decoding.read_body(request)
         doc = decoding.parse_json(body)
         try:
@@ -55,15 +57,17 @@ async def post_statistics(request: web.Request) -> web.Response:
                 [{"path": "createdAt", "reason": "future_timestamp", "message": "createdAt is in the future"}],
             )
         kept = checked.categories
-        result = await st.writer.submit(
-            storage.PendingReport(
-                workspace_id=workspace_id,
-                record_key=storage.record_key(st.record_secret, checked.record_id),
-                created_at=checked.created_at,
-                rc_version=checked.version,
-                categories=kept,
-            )
+        pending = storage.PendingReport(
+            workspace_id=workspace_id,
+            record_key=storage.record_key(st.record_secret, checked.record_id),
+            created_at=checked.created_at,
+            rc_version=checked.version,
+            categories=kept,
         )
+        # While it waits for its batch, a request holds only the kept categories,
+        # not the body nor the parsed document: memory stays bounded by the queue.
+        body = doc = None
+        result = await st.writer.submit(pending)
     except Refusal as refusal:
         metrics.count_outcome(refusal.outcome, refusal.violations)
         log.info(

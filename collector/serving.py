@@ -1,0 +1,130 @@
+"""``collector serve``: one process, or N worker processes sharing the port.
+
+With ``workers > 1`` the parent prepares what must happen once (the database
+URL, so the embedded PostgreSQL is started once and by the parent; the
+migrations; the receipt signing key), then starts N worker processes
+(``multiprocessing`` spawn) that each run the aiohttp application on the same
+address with ``SO_REUSEPORT`` (the kernel spreads connections across them).
+Each worker has its own connection pool and group-commit writer.
+
+Metrics: prometheus-client's multiprocess mode. The parent points
+``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder (unless it is set), so
+``/metrics`` on any worker reports the sum over all workers.
+
+SIGTERM or Ctrl-C to the parent stops every worker gracefully (each drains its
+write queue), then the parent exits and stops the embedded PostgreSQL. If a
+worker dies, the parent stops the others and exits with status 1, for the
+supervisor to restart the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import time
+
+from collector import logs
+from collector.config import Settings
+
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def run_worker(settings: Settings, database_url: str, host: str, port: int, reuse_port: bool) -> None:
+    """Run the aiohttp application in this process until SIGTERM/SIGINT."""
+    from aiohttp import web
+
+    from collector.http.app import make_app
+
+    logs.configure(settings.log_level, settings.log_json)
+    try:
+        import uvloop
+    except ImportError:  # optional: the default asyncio loop works too
+        uvloop = None
+    web.run_app(
+        make_app(settings, database_url),
+        host=host,
+        port=port,
+        reuse_port=reuse_port or None,
+        access_log=None,
+        print=lambda _msg: logs.log.info("listening", url=f"http://{host}:{port}", pid=os.getpid()),
+        loop=uvloop.new_event_loop() if uvloop else None,
+    )
+    logs.log.info("stopped", pid=os.getpid())
+
+
+def _worker_main(settings: Settings, database_url: str, host: str, port: int) -> None:
+    # The parent handles Ctrl-C for the group: a worker stops on the SIGTERM it
+    # sends, in its own process group; and on SIGTERM should the parent die.
+    os.setpgrp()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:
+        return
+    run_worker(settings, database_url, host, port, reuse_port=True)
+
+
+async def _prepare(settings: Settings, database_url: str) -> None:
+    import asyncpg
+
+    from collector import db
+    from collector.receipts import ReceiptSigner
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await db.migrate(conn)
+    finally:
+        await conn.close()
+    ReceiptSigner.from_file(settings.resolved_signing_key_file, settings.receipt_issuer)
+
+
+def serve(settings: Settings, database_url: str, host: str, port: int, workers: int = 1) -> None:
+    """Serve on host:port with ``workers`` processes; returns after a clean stop."""
+    if workers <= 1:
+        run_worker(settings, database_url, host, port, reuse_port=False)
+        return
+    asyncio.run(_prepare(settings, database_url))
+    own_metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_metrics_dir = tempfile.mkdtemp(prefix="collector-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker_main, args=(settings, database_url, host, port), name=f"collector-worker-{i}")
+        for i in range(workers)
+    ]
+    stopping = False
+
+    def stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for p in procs:
+            p.start()
+        logs.log.info("workers_started", workers=workers, pids=[p.pid for p in procs])
+        while not stopping and all(p.is_alive() for p in procs):
+            time.sleep(0.2)
+        failed = not stopping
+        if failed:
+            logs.log.error("worker_died", pids=[p.pid for p in procs if not p.is_alive()])
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.join(60)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if own_metrics_dir:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
+    logs.log.info("stopped", workers=workers)
+    if failed:
+        raise SystemExit(1)
