@@ -16,9 +16,11 @@ malformed, unknown and revoked tokens are not told apart.
 Workspace tokens are looked up in the database once and then kept in a small
 per-process cache (``PrincipalCache``, keyed by the token's SHA-256) for at
 most ``COLLECTOR_AUTH_CACHE_TTL_S`` seconds (default 5; 0 turns it off).
-Revocation bound: a rotated or revoked token stops working at once in the
-process that handled the rotate/revoke call, and within that TTL everywhere
-else (other ``--workers``, the ``collector workspace revoke`` command).
+Revocation: rotate and revoke NOTIFY ``collector_tokens`` with the
+workspace id when they commit; every serving process LISTENs and drops that
+workspace's cached tokens at once (other ``--workers`` and the ``collector
+workspace revoke`` command included). The TTL is only the bound should a
+process lose its listening connection.
 Operator tokens and unknown tokens are never cached.
 """
 
@@ -34,6 +36,7 @@ import asyncpg
 from cachetools import TTLCache
 
 ROLES = ("admin", "billing", "compliance")
+REVOCATION_CHANNEL = "collector_tokens"  # NOTIFY payload: the workspace id
 WORKSPACE_PREFIX = "wsc_ws_"
 OPERATOR_PREFIX = "wsc_op_"
 
@@ -69,6 +72,10 @@ class PrincipalCache:
 
     def __init__(self, ttl: float, maxsize: int = 100_000):
         self._cache: TTLCache | None = TTLCache(maxsize, ttl) if ttl > 0 else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._cache is not None
 
     def get(self, digest: bytes) -> "Principal | None":
         return self._cache.get(digest) if self._cache is not None else None

@@ -14,7 +14,7 @@ switch the collection off while others may not"):
   enterprise: operational and product_analytics.
 - A workspace's switch (``workspaces.opt_out``) drops the allowed categories
   of every report from then on, before storage (``collector.storage`` reads
-  ``dropped_categories`` inside the write transaction, so a report racing an
+  ``decisions`` inside the write transaction, so a report racing an
   opt-out is either forgotten with the rest or stored without them).
 - Switching on forgets, in the same transaction, the rows already stored for
   those categories (``report_data``) and writes an audit record: when, by
@@ -26,6 +26,7 @@ switch the collection off while others may not"):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
@@ -82,17 +83,50 @@ async def status(conn, workspace_id: UUID) -> dict:
     }
 
 
-async def dropped_categories(conn, workspace_ids: list[UUID]) -> dict[UUID, frozenset[str]]:
-    """Categories to drop for each workspace, read under a share lock on its
-    registry row (so it cannot change before the caller's transaction ends).
-    Workspaces not opted out map to an empty set."""
+@dataclass(frozen=True)
+class Decision:
+    """What the opt-out policy drops from one workspace's reports, and why."""
+
+    dropped: frozenset[str] = frozenset()
+    why: str = ""
+
+
+async def decisions(conn, workspace_ids: list[UUID]) -> dict[UUID, Decision]:
+    """The opt-out decision for each workspace that is opted out, read under a
+    share lock on its registry row (so it cannot change before the caller's
+    transaction ends; rows are locked in workspace id order). Workspaces not
+    opted out are absent from the answer."""
+    ids = sorted(set(workspace_ids))
+    await _lock(conn, ids, "SHARE")
     rows = await conn.fetch(
-        "SELECT o.workspace_id, o.dropped FROM workspace_opt_out o"
-        " JOIN workspaces w ON w.workspace_id = o.workspace_id"
-        " WHERE o.workspace_id = ANY($1::uuid[]) FOR SHARE OF w",
-        list(set(workspace_ids)),
+        "SELECT workspace_id, dropped, plan, policy_source FROM workspace_opt_out WHERE workspace_id = ANY($1::uuid[])",
+        ids,
     )
-    return {r["workspace_id"]: frozenset(r["dropped"]) for r in rows}
+    return {
+        r["workspace_id"]: Decision(
+            frozenset(r["dropped"]),
+            f"the workspace opted out; its plan '{r['plan']}' allows it"
+            if r["policy_source"] == "plan"
+            else "the workspace opted out; its contract allows it",
+        )
+        for r in rows
+        if r["dropped"]
+    }
+
+
+async def _lock(conn, workspace_ids: list[UUID] | None, mode: str) -> None:
+    """Lock the registry rows (mode SHARE or UPDATE), in workspace id order so that
+    concurrent lockers cannot deadlock. ``None``: every opted-out workspace.
+
+    The policy is read by the caller in a LATER statement: under READ COMMITTED
+    each statement sees what was committed when it started, so reading after
+    the lock is granted sees the change of any transaction the lock waited for.
+    """
+    await conn.execute(
+        f"SELECT 1 FROM workspaces WHERE ($1::uuid[] IS NULL AND opt_out) OR workspace_id = ANY($1::uuid[])"
+        f" ORDER BY workspace_id FOR {mode}",
+        workspace_ids,
+    )
 
 
 async def _forget(conn, workspace_id: UUID, categories: list[str]) -> int:
@@ -126,10 +160,11 @@ async def set_opt_out(conn: asyncpg.Connection, workspace_id: UUID, opt_out: boo
     (or contract) allows no category.
     """
     async with conn.transaction():
+        await _lock(conn, [workspace_id], "UPDATE")
         row = await conn.fetchrow(
             "SELECT o.plan, o.allowed, o.opt_out FROM workspace_opt_out o"
             " JOIN workspaces w ON w.workspace_id = o.workspace_id"
-            " WHERE o.workspace_id = $1 AND w.revoked_at IS NULL FOR UPDATE OF w",
+            " WHERE o.workspace_id = $1 AND w.revoked_at IS NULL",
             workspace_id,
         )
         if row is None:
@@ -160,10 +195,10 @@ async def reevaluate(conn: asyncpg.Connection, workspace_ids: list[UUID] | None,
     ``opt_out_ended``); one still opted out has the rows of every category it
     now drops forgotten (audited ``data_forgotten`` when rows were deleted).
     """
+    await _lock(conn, sorted(set(workspace_ids)) if workspace_ids is not None else None, "UPDATE")
     rows = await conn.fetch(
-        "SELECT o.workspace_id, o.allowed FROM workspace_opt_out o"
-        " JOIN workspaces w ON w.workspace_id = o.workspace_id"
-        " WHERE o.opt_out AND ($1::uuid[] IS NULL OR o.workspace_id = ANY($1::uuid[])) FOR UPDATE OF w",
+        "SELECT workspace_id, allowed FROM workspace_opt_out"
+        " WHERE opt_out AND ($1::uuid[] IS NULL OR workspace_id = ANY($1::uuid[])) ORDER BY workspace_id",
         workspace_ids,
     )
     for r in rows:

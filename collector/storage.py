@@ -27,14 +27,14 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from uuid import UUID
 
 import asyncpg
 import orjson
 
-from collector import aggregation, metrics
+from collector import aggregation, metrics, optout
 from collector.db import UNAVAILABLE_ERRORS
 from collector.logs import log
 from collector.outcomes import ACCEPTED, DUPLICATE, Outcome, Reason, Refusal
@@ -66,6 +66,7 @@ class PendingReport:
     rc_version: str | None
     categories: dict[str, dict]
     future: asyncio.Future = field(repr=False, default=None)  # type: ignore[assignment]
+    opt_out: optout.Decision | None = None  # set by the writer when the opt-out dropped categories
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,13 @@ class StoredReport:
 
 @dataclass(frozen=True)
 class Receipt:
+    """A report's outcome (accepted or duplicate), its stored id and receipt, and
+    the opt-out decision that dropped categories from it (None: nothing dropped)."""
+
     outcome: Outcome
     report_id: UUID
     receipt: str
+    opt_out: optout.Decision | None = None
 
 
 class ReportWriter:
@@ -180,12 +185,20 @@ class ReportWriter:
         receipts = {
             i: self._signer.sign(batch[i].workspace_id, ids[i], batch[i].created_at, now) for i in fresh
         }
-        data_rows = [
-            (ids[i], cat, batch[i].workspace_id, orjson.dumps(data).decode())
-            for i in fresh
-            for cat, data in batch[i].categories.items()
-        ]
         async with self._pool.acquire() as conn, conn.transaction():
+            # The opt-out policy, read under a share lock of each workspace's
+            # registry row: an opt-out committing meanwhile waits for this batch
+            # (and then forgets its optional rows), or this batch sees it.
+            opt_outs = await optout.decisions(conn, [r.workspace_id for r in batch])
+            for r in batch:
+                r.opt_out = opt_outs.get(r.workspace_id)
+                if r.opt_out:
+                    r.categories = {c: d for c, d in r.categories.items() if c not in r.opt_out.dropped}
+            data_rows = [
+                (ids[i], cat, batch[i].workspace_id, orjson.dumps(data).decode())
+                for i in fresh
+                for cat, data in batch[i].categories.items()
+            ]
             # One statement (one round trip): the reports, and the data rows of
             # those that were new (a duplicate's data rows are discarded).
             inserted = {
@@ -240,7 +253,7 @@ class ReportWriter:
         results = []
         for i, r in enumerate(batch):
             if i in ids and ids[i] in inserted:
-                results.append(Receipt(ACCEPTED, ids[i], receipts[i]))
+                results.append(Receipt(ACCEPTED, ids[i], receipts[i], r.opt_out))
             else:
-                results.append(existing[(r.workspace_id, r.record_key)])
+                results.append(replace(existing[(r.workspace_id, r.record_key)], opt_out=r.opt_out))
         return results

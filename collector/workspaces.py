@@ -11,7 +11,7 @@ from uuid import UUID
 
 import asyncpg
 
-from collector.auth import WORKSPACE_PREFIX, new_token
+from collector.auth import REVOCATION_CHANNEL, WORKSPACE_PREFIX, new_token
 
 
 class UnknownWorkspace(LookupError):
@@ -66,6 +66,7 @@ async def rotate(conn: asyncpg.Connection, workspace_id: UUID) -> dict:
             "UPDATE tokens SET revoked_at = now() WHERE workspace_id = $1 AND revoked_at IS NULL",
             workspace_id,
         )
+        await conn.execute("SELECT pg_notify($1, $2)", REVOCATION_CHANNEL, str(workspace_id))
         await conn.execute(
             "INSERT INTO tokens (token_hash, kind, workspace_id) VALUES ($1, 'workspace', $2)",
             digest,
@@ -91,6 +92,7 @@ async def revoke(conn: asyncpg.Connection, workspace_id: UUID) -> dict:
             "UPDATE tokens SET revoked_at = now() WHERE workspace_id = $1 AND revoked_at IS NULL",
             workspace_id,
         )
+        await conn.execute("SELECT pg_notify($1, $2)", REVOCATION_CHANNEL, str(workspace_id))
     return {"workspace_id": str(workspace_id), "revoked_at": revoked_at.isoformat()}
 
 

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from uuid import UUID
+
+import asyncpg
 
 from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from collector import db, metrics, storage
+from collector import auth, db, metrics, storage
 from collector.auth import Forbidden, PrincipalCache, Unauthorized
 from collector.catalogue import CATALOGUE_VERSION
 from collector.config import Settings
@@ -83,6 +86,24 @@ async def jwks(request: web.Request) -> web.Response:
     return json_response(request.app[STATE].signer.jwks())
 
 
+async def _listen_for_revocations(database_url: str, principals: PrincipalCache):
+    """A dedicated connection LISTENing on ``collector_tokens``: every rotate or
+    revoke (any process, the CLI included) NOTIFYs the workspace id on commit,
+    and this process drops that workspace's cached tokens at once. Should the
+    connection be lost, the cache's TTL remains the bound. Returns the
+    connection (None when the cache is off)."""
+    if not principals.enabled:
+        return None
+    conn = await asyncpg.connect(database_url)
+
+    def on_notify(_conn, _pid, _channel, payload: str) -> None:
+        principals.forget_workspace(UUID(payload))
+
+    await conn.add_listener(auth.REVOCATION_CHANNEL, on_notify)
+    conn.add_termination_listener(lambda _c: log.warning("revocation_listener_lost"))
+    return conn
+
+
 def make_app(settings: Settings, database_url: str) -> web.Application:
     """Build the application. On startup it connects to ``database_url`` (retrying
     for up to 30 s), applies migrations and starts the group-commit writer."""
@@ -107,9 +128,12 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
             )
             writer.start()
             principals = PrincipalCache(settings.auth_cache_ttl_s)
+            listener = await _listen_for_revocations(database_url, principals)
             app[STATE] = State(settings, pool, signer, writer, secret, CATALOGUE_VERSION, principals)
             yield
             await writer.stop()
+            if listener is not None:
+                await listener.close()
         finally:
             await pool.close()
 

@@ -7,8 +7,9 @@ catalogue, ``collector.schema``) -> opt-out policy -> store (group commit)
 report's single outcome (``collector.outcomes``).
 
 Answer 200: ``{"statsToken": <JWT receipt>, "outcome": "accepted"|"duplicate",
-"recordId": <uuid>, "kept": [categories], "dropped": <count of identifying
-fields dropped>}``; Rocket.Chat reads only ``statsToken``.
+"recordId": <uuid>, "kept": [data categories stored], "identifying_fields_dropped":
+<count>, "opt_out": {"dropped": [categories], "why": <sentence>} (only when the
+workspace's opt-out dropped categories)}``; Rocket.Chat reads only ``statsToken``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ async def post_statistics(request: web.Request) -> web.Response:
             "statsToken": result.receipt,
             "outcome": result.outcome.kind.value,
             "recordId": str(result.report_id),
-            "kept": sorted(kept),
-            "dropped": len(checked.dropped),
+            "kept": sorted(set(kept) - (result.opt_out.dropped if result.opt_out else frozenset())),
+            "identifying_fields_dropped": len(checked.dropped),
+            **({"opt_out": {"dropped": sorted(result.opt_out.dropped), "why": result.opt_out.why}} if result.opt_out else {}),
         }
     )
