@@ -93,15 +93,10 @@ class Decision:
 
 async def decisions(conn, workspace_ids: list[UUID]) -> dict[UUID, Decision]:
     """The opt-out decision for each workspace that is opted out, read under a
-    share lock on its registry row (so it cannot change before the caller's
-    transaction ends; rows are locked in workspace id order). Workspaces not
-    opted out are absent from the answer."""
-    ids = sorted(set(workspace_ids))
-    await _lock(conn, ids, "SHARE")
-    rows = await conn.fetch(
-        "SELECT workspace_id, dropped, plan, policy_source FROM workspace_opt_out WHERE workspace_id = ANY($1::uuid[])",
-        ids,
-    )
+    share lock on its registry row (SQL ``opt_out_decisions``: the row cannot
+    change before the caller's transaction ends). Workspaces not opted out
+    are absent from the answer."""
+    rows = await conn.fetch("SELECT * FROM opt_out_decisions($1::uuid[])", list(set(workspace_ids)))
     return {
         r["workspace_id"]: Decision(
             frozenset(r["dropped"]),

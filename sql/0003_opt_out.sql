@@ -45,3 +45,20 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_workspace ON audit_log (workspace_id, at DESC);
 CREATE INDEX audit_log_at ON audit_log (at DESC);
+
+-- The ingest writer's opt-out read, in one round trip: share-lock the
+-- registry rows (in id order: no deadlock between lockers), THEN read the
+-- policy in a later statement. In a VOLATILE function under READ COMMITTED
+-- each statement takes a new snapshot, so the read sees any opt-out the lock
+-- waited for.
+CREATE FUNCTION opt_out_decisions(ws uuid[])
+RETURNS TABLE (workspace_id uuid, dropped text[], plan text, policy_source text)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM 1 FROM workspaces w WHERE w.workspace_id = ANY (ws) ORDER BY w.workspace_id FOR SHARE;
+    RETURN QUERY
+        SELECT o.workspace_id, o.dropped, o.plan, o.policy_source
+        FROM workspace_opt_out o
+        WHERE o.workspace_id = ANY (ws) AND o.opt_out;
+END
+$$;
