@@ -9,7 +9,8 @@ Rules
 -----
 - Daily snapshot: one row per workspace and UTC day of the record's
   ``createdAt``. The latest ``createdAt`` of the day wins for the state counts
-  (seats, guests, apps); ``mac`` and ``peak_connections`` keep the highest
+  (on equal ``createdAt``, the record received last)
+  for seats, guests, apps; ``mac`` and ``peak_connections`` keep the highest
   value of all the day's records (both only grow within their window, and a
   peak is a peak). A resend never reaches here (``storage`` stores a record
   once); a late record for an earlier day updates that day only if it is the
@@ -118,7 +119,8 @@ async def apply_reports(conn: "asyncpg.Connection", reports: "list[StoredReport]
     # Reduce the batch to one row per (workspace, UTC day): latest record wins,
     # mac and peak keep the day's highest value.
     days: dict[tuple, dict] = {}
-    for r in sorted(reports, key=lambda r: (r.created_at, str(r.report_id))):
+    # Stable sort: on equal createdAt the report received later (later in the batch) wins.
+    for r in sorted(reports, key=lambda r: r.created_at):
         key = (r.workspace_id, r.created_at.astimezone(timezone.utc).date())
         values = snapshot_values(r.categories)
         prev = days.get(key)
@@ -137,8 +139,8 @@ async def apply_reports(conn: "asyncpg.Connection", reports: "list[StoredReport]
         workspaces,
     )
     changed = await conn.fetch(
-        "WITH i AS (SELECT * FROM unnest($1::uuid[], $2::date[], $3::timestamptz[], $4::uuid[], $5::int[],"
-        "   $6::int[], $7::int[], $8::int[], $9::int[], $10::int[])"
+        "WITH i AS (SELECT * FROM unnest($1::uuid[], $2::date[], $3::timestamptz[], $4::uuid[], $5::bigint[],"
+        "   $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])"
         "   AS i(workspace_id, day, created_at, report_id, active_users, active_guests, private_apps,"
         "        marketplace_apps, mac, peak_connections)),"
         " old AS (SELECT d.workspace_id, d.day, d.active_users FROM daily_snapshots d"
@@ -146,9 +148,9 @@ async def apply_reports(conn: "asyncpg.Connection", reports: "list[StoredReport]
         " up AS (INSERT INTO daily_snapshots AS d SELECT * FROM i"
         "   ON CONFLICT (workspace_id, day) DO UPDATE SET"
         "   created_at = greatest(d.created_at, excluded.created_at),"
-        "   report_id = CASE WHEN excluded.created_at > d.created_at THEN excluded.report_id ELSE d.report_id END,"
+        "   report_id = CASE WHEN excluded.created_at >= d.created_at THEN excluded.report_id ELSE d.report_id END,"
         + ",".join(
-            f" {c} = CASE WHEN excluded.created_at > d.created_at THEN excluded.{c} ELSE d.{c} END"
+            f" {c} = CASE WHEN excluded.created_at >= d.created_at THEN excluded.{c} ELSE d.{c} END"
             for c in ("active_users", "active_guests", "private_apps", "marketplace_apps")
         )
         + ", mac = CASE WHEN d.mac IS NULL OR excluded.mac > d.mac THEN excluded.mac ELSE d.mac END,"
@@ -196,7 +198,7 @@ async def apply_reports(conn: "asyncpg.Connection", reports: "list[StoredReport]
         await conn.execute(
             "UPDATE term_usage t SET max_seats = n.seats, max_seats_day = n.day"
             " FROM (SELECT DISTINCT ON (c.ws) c.ws, c.seats, c.day"
-            "       FROM unnest($1::uuid[], $2::date[], $3::int[]) AS c(ws, day, seats)"
+            "       FROM unnest($1::uuid[], $2::date[], $3::bigint[]) AS c(ws, day, seats)"
             "       JOIN term_usage t ON t.workspace_id = c.ws AND c.day BETWEEN t.term_start AND t.term_end"
             "       ORDER BY c.ws, c.seats DESC, c.day) n"
             " WHERE t.workspace_id = n.ws AND (t.max_seats IS NULL OR n.seats > t.max_seats)",

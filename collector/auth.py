@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from uuid import UUID
@@ -60,6 +61,12 @@ class Principal:
     kind: str  # "workspace" | "operator"
     workspace_id: UUID | None = None
     roles: frozenset[str] = frozenset()
+    ref: str = ""  # operator: the token's reference (``token_ref``), "admin-env" for COLLECTOR_ADMIN_TOKEN
+
+    @property
+    def actor(self) -> str:
+        """Who acted, for audit records: ``workspace`` or ``operator:<ref>`` (never a token)."""
+        return "workspace" if self.kind == "workspace" else f"operator:{self.ref}"
 
     def require_role(self, role: str) -> None:
         """Raise Forbidden unless this is an operator holding ``role`` (or admin)."""
@@ -121,7 +128,7 @@ async def authenticate(
     workspace was revoked (subject to the cache's TTL, see the module docstring).
     """
     if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
-        return Principal("operator", roles=frozenset(ROLES))
+        return Principal("operator", roles=frozenset(ROLES), ref="admin-env")
     digest = token_hash(token)
     if cache is not None and (cached := cache.get(digest)) is not None:
         return cached
@@ -133,16 +140,23 @@ async def authenticate(
     )
     if row is None:
         raise Unauthorized()
-    found = Principal(row["kind"], row["workspace_id"], frozenset(row["roles"]))
+    found = Principal(row["kind"], row["workspace_id"], frozenset(row["roles"]), token_ref(digest))
     if cache is not None:
         cache.put(digest, found)
     return found
 
 
-async def create_operator_token(conn, roles: list[str], label: str | None = None) -> str:
-    """Create an operator token with ``roles`` (subset of ROLES); return it (shown once).
+def token_ref(digest: bytes) -> str:
+    """A token's public reference: the first 12 hex digits of its SHA-256
+    (names it in listings and audit records; reveals nothing of the token)."""
+    return digest[:6].hex()
 
-    Raises ValueError for an unknown role.
+
+async def create_operator_token(conn, roles: list[str], label: str | None = None) -> dict:
+    """Create an operator token with ``roles`` (subset of ROLES).
+
+    Returns ``{"token" (shown once), "ref", "roles", "label"}``. Raises
+    ValueError for an empty or unknown role list.
     """
     bad = sorted(set(roles) - set(ROLES))
     if bad or not roles:
@@ -154,4 +168,39 @@ async def create_operator_token(conn, roles: list[str], label: str | None = None
         sorted(set(roles)),
         label,
     )
-    return token
+    return {"token": token, "ref": token_ref(digest), "roles": sorted(set(roles)), "label": label}
+
+
+async def list_operator_tokens(conn) -> list[dict]:
+    """Operator tokens, newest first: ``{"ref", "roles", "label", "created_at", "revoked_at"}``
+    (ISO 8601; never the token)."""
+    rows = await conn.fetch(
+        "SELECT token_hash, roles, label, created_at, revoked_at FROM tokens WHERE kind = 'operator'"
+        " ORDER BY created_at DESC"
+    )
+    return [
+        {
+            "ref": token_ref(r["token_hash"]),
+            "roles": list(r["roles"]),
+            "label": r["label"],
+            "created_at": r["created_at"].isoformat(),
+            "revoked_at": r["revoked_at"].isoformat() if r["revoked_at"] else None,
+        }
+        for r in rows
+    ]
+
+
+async def revoke_operator_token(conn, ref: str) -> dict:
+    """Revoke the operator token with reference ``ref`` (effective at once: operator
+    tokens are never cached). Returns ``{"ref", "revoked_at"}``; raises LookupError."""
+    if not re.fullmatch(r"[0-9a-f]{12}", ref):
+        raise LookupError(ref)
+    revoked_at = await conn.fetchval(
+        "UPDATE tokens SET revoked_at = coalesce(revoked_at, now())"
+        " WHERE kind = 'operator' AND substring(token_hash from 1 for 6) = decode($1, 'hex')"
+        " RETURNING revoked_at",
+        ref,
+    )
+    if revoked_at is None:
+        raise LookupError(ref)
+    return {"ref": ref, "revoked_at": revoked_at.isoformat()}

@@ -35,7 +35,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import asyncpg
 
-from collector.plans import Invalid
+from collector.plans import YEARS, Invalid
 
 MAX_RANGE_DAYS = 400
 
@@ -78,6 +78,8 @@ def _month_or_day(path: str, text: str, allow_day: bool = True) -> tuple[date, b
     m = re.fullmatch(r"(\d{4})-(\d{2})(?:-(\d{2}))?", text)
     if not m or (m.group(3) and not allow_day):
         raise Invalid(path, f"{path} must be YYYY-MM" + ("-DD or YYYY-MM" if allow_day else ""))
+    if int(m.group(1)) not in YEARS:
+        raise Invalid(path, f"{path} must be a year from {YEARS.start} to {YEARS.stop - 1}")
     try:
         return date(int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)), m.group(3) is None
     except ValueError:

@@ -61,7 +61,7 @@ def _run_with_conn(fn, printer=None):
 
     try:
         (printer or _print)(asyncio.run(go()))
-    except (workspaces.UnknownWorkspace, workspaces.UnknownPlan, optout.OptOutNotAllowed, ValueError) as exc:
+    except (LookupError, workspaces.UnknownPlan, optout.OptOutNotAllowed, ValueError) as exc:
         click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(1)
 
@@ -85,10 +85,16 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from collector import serving
 
     settings = _settings()
+    host, port = host or settings.host, port or settings.port
     logs.configure(settings.log_level, settings.log_json)
+    try:
+        serving.check_port_free(host, port)
+    except serving.PortInUse as exc:
+        click.echo(f"error: {exc.strerror}", err=True)
+        sys.exit(1)
     url = _database_url(settings)
     logs.log.info("database", embedded=not settings.database_url)
-    serving.serve(settings, url, host or settings.host, port or settings.port, workers or settings.workers)
+    serving.serve(settings, url, host, port, workers or settings.workers)
 
 
 @main.command()
@@ -146,7 +152,7 @@ def operator_token_add(roles: tuple[str, ...], label: str | None) -> None:
     """Make an operator token with the given roles; prints it once."""
 
     async def go(conn):
-        return {"token": await auth.create_operator_token(conn, list(roles), label), "roles": sorted(set(roles))}
+        return await auth.create_operator_token(conn, list(roles), label)
 
     _run_with_conn(go)
 
@@ -187,6 +193,19 @@ def audit_group() -> None:
 def audit_list(workspace_id: UUID | None, limit: int) -> None:
     """List audit records, newest first."""
     _run_with_conn(lambda conn: optout.audit_listing(conn, workspace_id=workspace_id, limit=limit))
+
+
+@operator_token.command("list")
+def operator_token_list() -> None:
+    """List operator tokens (references, roles, labels; never the tokens)."""
+    _run_with_conn(auth.list_operator_tokens)
+
+
+@operator_token.command("revoke")
+@click.argument("ref")
+def operator_token_revoke(ref: str) -> None:
+    """Revoke the operator token with reference REF (from `operator-token list`)."""
+    _run_with_conn(lambda conn: auth.revoke_operator_token(conn, ref))
 
 
 @main.group("quarantine")

@@ -2,7 +2,8 @@
 
 Rocket.Chat posts ``Content-Type: application/json``, uncompressed
 (``sendUsageReport.ts``); we also take ``Content-Encoding: gzip``,
-``deflate`` or ``br`` (brotli). aiohttp decompresses the body itself, in bounded chunks, and its
+``deflate``, ``br`` (brotli) or ``zstd`` (every encoding aiohttp decodes, so
+that any other is refused by us, clearly, with 415). aiohttp decompresses the body itself, in bounded chunks, and its
 ``client_max_size`` (``COLLECTOR_MAX_BODY_BYTES``) caps the *decompressed*
 size, so a compression bomb stops at the cap. JSON is parsed with orjson.
 
@@ -19,14 +20,14 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from collector.outcomes import Reason, Refusal
 
-ACCEPTED_ENCODINGS = {"", "identity", "gzip", "x-gzip", "deflate", "br"}
+ACCEPTED_ENCODINGS = {"", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"}
 
 
 async def read_body(request: web.Request) -> bytes:
     """Read the decompressed body of a report request.
 
     Raises Refusal: UNSUPPORTED_MEDIA_TYPE (not ``application/json``),
-    UNSUPPORTED_ENCODING (a Content-Encoding other than gzip/deflate/br),
+    UNSUPPORTED_ENCODING (a Content-Encoding other than gzip/deflate/br/zstd),
     TOO_LARGE (over ``request.app`` client_max_size, compressed or not),
     MALFORMED_BODY (a corrupt compressed stream or a truncated body).
     """
@@ -38,7 +39,7 @@ async def read_body(request: web.Request) -> bytes:
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ACCEPTED_ENCODINGS:
         raise Refusal(
-            Reason.UNSUPPORTED_ENCODING, "Content-Encoding must be gzip, deflate, br or none"
+            Reason.UNSUPPORTED_ENCODING, "Content-Encoding must be gzip, deflate, br, zstd or none"
         )
     limit = request.client_max_size
     if request.content_length is not None and request.content_length > limit:
@@ -46,7 +47,7 @@ async def read_body(request: web.Request) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise Refusal(Reason.TOO_LARGE, f"the decompressed body is larger than {limit} bytes") from None
+        raise Refusal(Reason.TOO_LARGE, f"the body (after decompression) is larger than {limit} bytes") from None
     except (ContentEncodingError, RequestPayloadError):
         raise Refusal(Reason.MALFORMED_BODY, f"the body is not valid {encoding} data") from None
 

@@ -45,8 +45,16 @@ from collector.workspaces import UnknownPlan, UnknownWorkspace
 LIMIT_KINDS = ("activeUsers", "guestUsers", "monthlyActiveContacts", "privateApps", "marketplaceApps", "peakConnections")
 BEHAVIORS = ("prevent_action", "start_fair_policy", "invalidate_license", "disable_modules", "prevent_installation")
 BILLING_MODELS = ("free", "per_seat", "consumption")
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # limits, seats and packs are PostgreSQL integers
+YEARS = range(2000, 3000)  # contract terms and billing periods: a year outside is a typo
 CATEGORIES = ("billing", "compliance", "operational", "product_analytics")
 _ORDER = {k: i for i, k in enumerate(LIMIT_KINDS)}
+
+
+def _check_int(path: str, value: int | None, low: int) -> None:
+    """Raise Invalid unless ``value`` (when given) is in ``low``..INT_MAX."""
+    if value is not None and not low <= value <= INT_MAX:
+        raise Invalid(path, f"{path} must be from {low} to {INT_MAX}")
 
 
 class Invalid(ValueError):
@@ -104,6 +112,7 @@ async def set_limit(conn: asyncpg.Connection, plan: str, kind: str, max_: int, b
     """
     if kind not in LIMIT_KINDS:
         raise Invalid("kind", f"kind must be one of {', '.join(LIMIT_KINDS)}")
+    _check_int("max", max_, INT_MIN)
     if behavior is not None and behavior not in BEHAVIORS:
         raise Invalid("behavior", f"behavior must be one of {', '.join(BEHAVIORS)}")
     async with conn.transaction():
@@ -136,8 +145,7 @@ async def update_plan(
     be optional ones (operational, product_analytics). Raises UnknownPlan, Invalid."""
     if billing_model is not None and billing_model not in BILLING_MODELS:
         raise Invalid("billing_model", f"billing_model must be one of {', '.join(BILLING_MODELS)}")
-    if mac_pack_size is not None and mac_pack_size < 0:
-        raise Invalid("mac_pack_size", "mac_pack_size must be >= 0")
+    _check_int("mac_pack_size", mac_pack_size, 0)
     if opt_out_categories is not None:
         try:
             opt_out_categories = optout.check_categories(opt_out_categories)
@@ -226,15 +234,17 @@ async def set_contract(
     Returns the contract. Raises UnknownWorkspace, UnknownPlan, Invalid.
     """
     custom_limits = custom_limits or {}
+    for name, d in (("term_start", term_start), ("term_end", term_end)):
+        if d.year not in YEARS:
+            raise Invalid(name, f"{name} must be in a year from {YEARS.start} to {YEARS.stop - 1}")
     if term_end < term_start:
         raise Invalid("term_end", "term_end must not be before term_start")
-    if seats is not None and seats < 0:
-        raise Invalid("seats", "seats must be >= 0")
-    if mac_packs < 0:
-        raise Invalid("mac_packs", "mac_packs must be >= 0")
-    for kind in custom_limits:
+    _check_int("seats", seats, 0)
+    _check_int("mac_packs", mac_packs, 0)
+    for kind, max_ in custom_limits.items():
         if kind not in LIMIT_KINDS:
             raise Invalid(f"limits.{kind}", f"limit kinds are {', '.join(LIMIT_KINDS)}")
+        _check_int(f"limits.{kind}", max_, INT_MIN)
     async with conn.transaction():
         if not await conn.fetchval("SELECT 1 FROM plans WHERE plan = $1", plan):
             raise UnknownPlan(plan)

@@ -55,7 +55,15 @@ MAX_MAP_KEYS = 512           # userLanguages, custom OAuth providers
 KEPT_STRING_MAX = 64         # enumerations and versions
 TIMESTAMP_MAX = 100          # Date.toString() with a long time-zone name
 IDENTIFYING_STRING_MAX = 4096  # statsToken is a ~1 KB JWT
-_SAFE_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}$")
+#: JavaScript's Number.MAX_SAFE_INTEGER: a Rocket.Chat server (Node.js) cannot
+#: send a larger integer exactly, so a larger one is refused (and the rollups'
+#: bigint columns can always hold what is accepted).
+MAX_SAFE_INTEGER = 2**53 - 1
+#: Every field name of the catalogue (path segments): the only unknown keys a
+#: violation path may show.
+_CATALOGUE_NAMES = frozenset(
+    seg.split("#")[0].removesuffix("[]") for f in FIELDS for seg in f.path.split(".")
+) - {"{}", ""}
 
 MESSAGES = {
     "expected_integer": "The value must be a JSON integer.",
@@ -79,6 +87,7 @@ MESSAGES = {
     "bad_timestamp": "The value is not a timestamp in a form Rocket.Chat sends.",
     "not_a_language_code": "A key of this map is not a language code.",
     "too_long": "The value is longer than this field allows.",
+    "number_too_large": "The number is beyond 2^53 - 1, more than a Rocket.Chat server can count exactly.",
     "invalid_value": "The value is not valid for this field.",
 }
 
@@ -92,6 +101,7 @@ _PYDANTIC_REASONS = {
     "missing": "missing_field",
     "extra_forbidden": "unknown_field",
     "greater_than_equal": "negative_count",
+    "less_than_equal": "number_too_large",
     "string_too_long": "too_long", "too_long": "too_long",
 }
 
@@ -241,6 +251,8 @@ def _scalar_annotation(f: Field) -> Any:
                     raise _custom_error("expected_integer")
                 if v < 0 and not _signed:
                     raise _custom_error("negative_count")
+                if abs(v) > MAX_SAFE_INTEGER:
+                    raise _custom_error("number_too_large")
                 return v
             schema = {"anyOf": [{"type": "integer", "minimum": 0}, {"const": False}], **extra}
             return Annotated[Any, PlainValidator(int_or_false), WithJsonSchema(schema)]
@@ -248,9 +260,11 @@ def _scalar_annotation(f: Field) -> Any:
             allowed = privacy.typed_values(f.values)
             return Annotated[int, AfterValidator(_rule(lambda v: privacy.check_enumeration(v, allowed))),
                              PydField(json_schema_extra={"enum": list(f.values), **extra})]
-        return Annotated[int, PydField(ge=None if f.signed else 0, json_schema_extra=extra)]
+        return Annotated[int, PydField(ge=-MAX_SAFE_INTEGER if f.signed else 0, le=MAX_SAFE_INTEGER,
+                                       json_schema_extra=extra)]
     if f.type == "number":
-        return Annotated[float, PydField(ge=None if f.signed else 0, json_schema_extra=extra)]
+        return Annotated[float, PydField(ge=-MAX_SAFE_INTEGER if f.signed else 0, le=MAX_SAFE_INTEGER,
+                                         json_schema_extra=extra)]
     if f.type == "boolean":
         return Annotated[bool, PydField(json_schema_extra=extra)]
     if f.type == "datetime":
@@ -331,8 +345,10 @@ ReportModel: type[BaseModel] = _annotation(_ROOT)
 # ---------------------------------------------------------------------------------
 
 def _safe_key(key: Any) -> str:
-    """Show an unknown field name only if it is shaped like a field name and not like a value."""
-    if isinstance(key, str) and _SAFE_KEY.match(key) and privacy.detect(key) is None:
+    """Show an unknown field's name only when that name is a field name somewhere in
+    the catalogue (a Rocket.Chat name in the wrong place); any other key could be
+    a value (a person's or a room's name), so it appears as ``{}``."""
+    if isinstance(key, str) and key in _CATALOGUE_NAMES:
         return key
     return "{}"
 
@@ -366,9 +382,11 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
 def _violations(exc: ValidationError) -> list[Violation]:
     out: list[Violation] = []
     seen: set[tuple[str, str]] = set()
-    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+    for err in exc.errors(include_url=False, include_context=True, include_input=False):
         kind = err["type"]
         reason = kind if kind in MESSAGES else _PYDANTIC_REASONS.get(kind, "invalid_value")
+        if kind == "greater_than_equal" and (err.get("ctx") or {}).get("ge") != 0:
+            reason = "number_too_large"  # a signed field's lower bound: -(2^53 - 1)
         path = _loc_to_path(tuple(err["loc"]))
         if (path, reason) in seen:
             continue

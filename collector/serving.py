@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 
@@ -81,8 +82,31 @@ async def _prepare(settings: Settings, database_url: str) -> None:
     ReceiptSigner.from_file(settings.resolved_signing_key_file, settings.receipt_issuer)
 
 
+class PortInUse(OSError):
+    """Another process listens on the address already."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise PortInUse when ``host:port`` cannot be bound WITHOUT SO_REUSEPORT.
+
+    The workers bind with SO_REUSEPORT, which would otherwise let a second
+    collector (or anything else using SO_REUSEPORT) silently share the port
+    and split the traffic between two databases.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR as aiohttp sets it: a port with only TIME_WAIT connections
+        # left (a restart) is free; one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(exc.errno, f"{host}:{port} is in use by another process") from None
+
+
 def serve(settings: Settings, database_url: str, host: str, port: int, workers: int = 1) -> None:
-    """Serve on host:port with ``workers`` processes; returns after a clean stop."""
+    """Serve on host:port with ``workers`` processes; returns after a clean stop.
+    Call ``check_port_free`` first."""
     if workers <= 1:
         run_worker(settings, database_url, host, port, reuse_port=False)
         return

@@ -101,6 +101,8 @@ RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Rollups ----------------------------------------------------------------
+-- Counts are bigint: the schema admits integers up to 2^53 - 1 (JavaScript's
+-- Number.MAX_SAFE_INTEGER), so every accepted count fits.
 
 -- One row per workspace and UTC day of the record's createdAt. The latest
 -- record of the day gives active_users, active_guests and the apps counts;
@@ -111,12 +113,12 @@ CREATE TABLE daily_snapshots (
     day date NOT NULL,
     created_at timestamptz NOT NULL,    -- createdAt of the record that won the day
     report_id uuid NOT NULL,
-    active_users integer,
-    active_guests integer,
-    private_apps integer,
-    marketplace_apps integer,
-    mac integer,
-    peak_connections integer,
+    active_users bigint,
+    active_guests bigint,
+    private_apps bigint,
+    marketplace_apps bigint,
+    mac bigint,
+    peak_connections bigint,
     PRIMARY KEY (workspace_id, day)
 );
 
@@ -125,10 +127,10 @@ CREATE TABLE daily_snapshots (
 CREATE TABLE monthly_usage (
     workspace_id uuid NOT NULL,
     month date NOT NULL,                -- first day of the month
-    max_seats integer,
-    max_guests integer,
-    mac integer,
-    peak_connections integer,
+    max_seats bigint,
+    max_guests bigint,
+    mac bigint,
+    peak_connections bigint,
     days_reported integer NOT NULL,
     last_report_at timestamptz NOT NULL, -- latest createdAt within the month
     PRIMARY KEY (month, workspace_id)
@@ -140,7 +142,7 @@ CREATE TABLE term_usage (
     workspace_id uuid PRIMARY KEY REFERENCES contracts (workspace_id) ON DELETE CASCADE,
     term_start date NOT NULL,
     term_end date NOT NULL,
-    max_seats integer,
+    max_seats bigint,
     max_seats_day date
 );
 

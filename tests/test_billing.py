@@ -125,7 +125,8 @@ async def test_mac_packs_raise_the_mac_included(service, db):
 async def test_bad_period_is_400_with_violations(service):
     h = await operator_headers(service, "billing")
     for query, path in [("period=2024-13", "period"), ("period=24-02", "period"), ("", "period"),
-                        ("from=2024-03-01&to=2024-02-01", "to"), ("period=2024-02&from=2024-02-01", "period")]:
+                        ("from=2024-03-01&to=2024-02-01", "to"), ("period=2024-02&from=2024-02-01", "period"),
+                        ("period=9999-12", "period"), ("from=0001-01-01&to=2024-01-01", "from")]:
         body = await get_json(service, "/api/v1/billing/consumption?" + query, h, status=400)
         assert body["error"] == "invalid_request" and body["violations"][0]["path"] == path
 
@@ -155,3 +156,14 @@ async def test_true_up_follows_a_day_lowered_by_a_later_record(service, db):
     # days: 1 June = 20 (latest of the day), 2 June = 30 -> seats and true-up max(20, 30) = 30; 30 - 25 = 5
     assert (jun["seats"], jun["days_reported"], jun["days_in_period"]) == (30, 2, 30)
     assert (jun["true_up"]["max_seats"], jun["true_up"]["max_seats_day"], jun["true_up"]["overage"]) == (30, "2024-06-02", 5)
+
+
+async def test_equal_created_at_the_record_received_last_wins(service, report_870):
+    ws = await service.register("pro")
+    wid, token = ws["workspace_id"], ws["token"]
+    at = "2024-06-10T10:00:00.000Z"
+    await post_ok(service, token, make_report(report_870, f"tie-{wid}-1", at, users=5))
+    await post_ok(service, token, make_report(report_870, f"tie-{wid}-2", at, users=7))
+    h = await operator_headers(service, "billing")
+    june = row_of(await get_json(service, "/api/v1/billing/consumption?period=2024-06", h), wid)
+    assert june["seats"] == 7  # both dated 10:00:00.000 on the same day: the second one received wins

@@ -49,3 +49,16 @@ async def test_quarantine_list(database_url, service, report_870):
     items = orjson.loads(out.stdout)
     assert items[0]["reason"] == "schema_violation"
     assert "many" not in out.stdout
+
+
+def test_serve_refuses_a_port_in_use(database_url):
+    import socket
+
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as another collector's workers would
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = run_cli(database_url, "serve", "--port", str(port), "--workers", "2")
+    assert out.returncode == 1
+    assert f"127.0.0.1:{port} is in use" in out.stderr

@@ -7,6 +7,7 @@ import gzip
 import zlib
 
 import brotli
+from backports import zstd
 import jwt
 import orjson
 import pytest
@@ -109,7 +110,8 @@ async def test_same_record_id_from_two_workspaces_is_two_reports(service, db, re
 
 
 @pytest.mark.parametrize(
-    "encoding,compress", [("gzip", gzip.compress), ("deflate", zlib.compress), ("br", brotli.compress)]
+    "encoding,compress",
+    [("gzip", gzip.compress), ("deflate", zlib.compress), ("br", brotli.compress), ("zstd", zstd.compress)],
 )
 async def test_compressed_bodies_are_accepted(service, report_870, encoding, compress):
     ws = await service.register()
@@ -379,3 +381,53 @@ async def test_published_schema_and_catalogue(service, report_870):
     paths = {f["path"]: f for f in catalogue["fields"]}
     assert paths["activeUsers"]["category"] == "billing"
     assert paths["uniqueId"]["class"] == "identifying"
+
+
+async def test_unknown_key_is_never_echoed_unless_a_catalogue_name(service, db, report_870):
+    ws = await service.register()
+    report_870["jsmith"] = 1
+    report_870["apps"]["activeUsers"] = 1  # a Rocket.Chat field name in the wrong place
+    status, _, body = await service.post_report(ws["token"], report_870)
+    assert status == 422
+    paths = {v["path"] for v in orjson.loads(body)["violations"]}
+    assert paths == {"{}", "apps.activeUsers"}
+    assert b"jsmith" not in body
+    row = await db.fetchval("SELECT violations::text FROM quarantine WHERE workspace_id = $1::uuid", ws["workspace_id"])
+    assert "jsmith" not in row and "apps.activeUsers" in row
+
+
+async def test_counts_up_to_2_pow_53_are_stored_and_rolled_up(service, db, report_870):
+    ws = await service.register()
+    report_870["activeUsers"] = 2**31  # beyond a PostgreSQL integer: the rollups are bigint
+    status, _, body = await service.post_report(ws["token"], report_870)
+    assert status == 200, body
+    seats = await db.fetchval("SELECT active_users FROM daily_snapshots WHERE workspace_id = $1::uuid", ws["workspace_id"])
+    assert seats == 2147483648
+    report_870["_id"] = "too-big"
+    report_870["activeUsers"] = 2**53  # more than a JavaScript number holds exactly
+    status, _, body = await service.post_report(ws["token"], report_870)
+    assert status == 422
+    assert {"path": "activeUsers", "reason": "number_too_large"} in [
+        {k: v[k] for k in ("path", "reason")} for v in orjson.loads(body)["violations"]]
+
+
+async def test_operator_tokens_are_listed_by_reference_and_revoked(service):
+    async with service.http.post(
+        f"{service.url}/api/v1/operator-tokens", json={"roles": ["compliance"], "label": "night shift"},
+        headers=admin_headers(),
+    ) as r:
+        created = await r.json()
+    headers = {"Authorization": f"Bearer {created['token']}"}
+    async with service.http.get(f"{service.url}/api/v1/compliance", headers=headers) as r:
+        assert r.status == 200
+    async with service.http.get(f"{service.url}/api/v1/operator-tokens", headers=admin_headers()) as r:
+        listed = {t["ref"]: t for t in (await r.json())["items"]}
+    assert listed[created["ref"]]["label"] == "night shift" and "token" not in listed[created["ref"]]
+    async with service.http.post(
+        f"{service.url}/api/v1/operator-tokens/{created['ref']}/revoke", headers=admin_headers()
+    ) as r:
+        assert r.status == 200
+    async with service.http.get(f"{service.url}/api/v1/compliance", headers=headers) as r:
+        assert r.status == 401
+    async with service.http.post(f"{service.url}/api/v1/operator-tokens/000000000000/revoke", headers=admin_headers()) as r:
+        assert r.status == 404

@@ -92,7 +92,7 @@ async def test_operator_switches_on_behalf_and_workspace_cannot_switch_another(s
     other = await service.register("enterprise")
     status, body = await switch(service, admin_headers()["Authorization"].split()[1], True, ws["workspace_id"])
     assert status == 200 and body["opt_out"] is True
-    assert (await audit_of(service, ws["workspace_id"]))[0]["actor"] == "operator"
+    assert (await audit_of(service, ws["workspace_id"]))[0]["actor"] == "operator:admin-env"
     status, _ = await switch(service, other["token"], True, ws["workspace_id"])
     assert status == 403
     billing_only = await operator_headers(service, "billing")

@@ -70,6 +70,16 @@ async def test_edit_limit_and_contract_via_api(service):
                                 json={"plan": "pro", "term_start": "2026-03-01", "term_end": "2026-08-31",
                                       "seats": 20, "limits": {"guestUsers": 5}}) as r:
         assert r.status == 200, await r.text()
+    # numbers beyond a PostgreSQL integer, and years out of range, are refused with their field
+    for body, path in [({"seats": 2**31}, "seats"), ({"mac_packs": 2**40}, "mac_packs"),
+                       ({"limits": {"activeUsers": 2**63}}, "limits.activeUsers"),
+                       ({"term_end": "9999-12-31"}, "term_end")]:
+        async with service.http.put(f"{url}/api/v1/workspaces/{ws['workspace_id']}/contract", headers=admin_headers(),
+                                    json={"plan": "pro", "term_start": "2026-03-01", "term_end": "2026-08-31", **body}) as r:
+            assert r.status == 422 and (await r.json())["violations"][0]["path"] == path, await r.text()
+    async with service.http.put(f"{url}/api/v1/plans/community/limits/activeUsers", json={"max": 2**63},
+                                headers=admin_headers()) as r:
+        assert r.status == 422 and (await r.json())["violations"][0]["path"] == "max"
     # the registry follows the contract's plan
     assert (await get_json(service, f"/api/v1/workspaces/{ws['workspace_id']}", admin_headers()))["plan"] == "pro"
 

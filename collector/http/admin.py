@@ -83,10 +83,27 @@ async def create_operator_token(request: web.Request) -> web.Response:
     body = await parse_body(request, NewOperatorToken)
     async with state(request).pool.acquire() as conn:
         try:
-            token = await auth.create_operator_token(conn, body.roles, body.label)
+            created = await auth.create_operator_token(conn, body.roles, body.label)
         except ValueError as exc:
             raise BadRequest(422, "invalid_request", str(exc), [{"path": "roles", "reason": "unknown_role", "message": str(exc)}]) from None
-    return json_response({"token": token, "roles": sorted(set(body.roles))}, status=201)
+    return json_response(created, status=201)
+
+
+@routes.get("/api/v1/operator-tokens")
+async def list_operator_tokens(request: web.Request) -> web.Response:
+    await operator(request, "admin")
+    async with state(request).pool.acquire() as conn:
+        return json_response({"items": await auth.list_operator_tokens(conn)})
+
+
+@routes.post("/api/v1/operator-tokens/{ref}/revoke")
+async def revoke_operator_token(request: web.Request) -> web.Response:
+    await operator(request, "admin")
+    async with state(request).pool.acquire() as conn:
+        try:
+            return json_response(await auth.revoke_operator_token(conn, request.match_info["ref"]))
+        except LookupError:
+            raise BadRequest(404, "unknown_token", "no operator token with that reference") from None
 
 
 class QuarantineQuery(BaseModel):

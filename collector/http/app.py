@@ -55,14 +55,24 @@ async def errors_and_timing(request: web.Request, handler) -> web.StreamResponse
     except BadRequest as exc:
         response = error_response(exc.status, exc.error, exc.detail, exc.violations)
     except UnknownWorkspace:
-        response = error_response(404, "unknown_workspace", "no workspace with that id")
+        response = error_response(404, "unknown_workspace", "no active workspace with that id")
     except db.UNAVAILABLE_ERRORS:
         response = error_response(503, "database_unavailable", "the database is unavailable; retry later", retry_after=retry_after)
     except web.HTTPException as exc:
         response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    metrics.REQUEST_SECONDS.labels(route, f"{response.status // 100}xx").observe(time.perf_counter() - started)
+    except Exception as exc:  # a bug: say so in JSON, log it, count it (never for a retryable fault)
+        log.exception("request_failed", route=_route(request), error=type(exc).__name__)
+        response = error_response(500, "internal_error", "the collector failed on this request; it is logged")
+    metrics.REQUEST_SECONDS.labels(_route(request), f"{response.status // 100}xx").observe(
+        time.perf_counter() - started
+    )
     return response
+
+
+def _route(request: web.Request) -> str:
+    """The route's pattern (never the concrete path: it may hold an id)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource else "unmatched"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -86,22 +96,33 @@ async def jwks(request: web.Request) -> web.Response:
     return json_response(request.app[STATE].signer.jwks())
 
 
-async def _listen_for_revocations(database_url: str, principals: PrincipalCache):
+class RevocationListener:
     """A dedicated connection LISTENing on ``collector_tokens``: every rotate or
     revoke (any process, the CLI included) NOTIFYs the workspace id on commit,
-    and this process drops that workspace's cached tokens at once. Should the
-    connection be lost, the cache's TTL remains the bound. Returns the
-    connection (None when the cache is off)."""
-    if not principals.enabled:
-        return None
-    conn = await asyncpg.connect(database_url)
+    and this process drops that workspace's cached tokens. Should the
+    connection be lost, the cache's TTL remains the bound."""
 
-    def on_notify(_conn, _pid, _channel, payload: str) -> None:
-        principals.forget_workspace(UUID(payload))
+    def __init__(self, principals: PrincipalCache):
+        self._principals = principals
+        self._conn: asyncpg.Connection | None = None
 
-    await conn.add_listener(auth.REVOCATION_CHANNEL, on_notify)
-    conn.add_termination_listener(lambda _c: log.warning("revocation_listener_lost"))
-    return conn
+    async def start(self, database_url: str) -> None:
+        if not self._principals.enabled:
+            return
+        self._conn = await asyncpg.connect(database_url)
+        await self._conn.add_listener(auth.REVOCATION_CHANNEL, self._on_notify)
+        self._conn.add_termination_listener(self._on_lost)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.remove_termination_listener(self._on_lost)
+            await self._conn.close()
+
+    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
+        self._principals.forget_workspace(UUID(payload))
+
+    def _on_lost(self, _conn) -> None:
+        log.warning("revocation_listener_lost")
 
 
 def make_app(settings: Settings, database_url: str) -> web.Application:
@@ -128,12 +149,12 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
             )
             writer.start()
             principals = PrincipalCache(settings.auth_cache_ttl_s)
-            listener = await _listen_for_revocations(database_url, principals)
+            listener = RevocationListener(principals)
+            await listener.start(database_url)
             app[STATE] = State(settings, pool, signer, writer, secret, CATALOGUE_VERSION, principals)
             yield
             await writer.stop()
-            if listener is not None:
-                await listener.close()
+            await listener.close()
         finally:
             await pool.close()
 

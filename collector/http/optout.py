@@ -42,10 +42,6 @@ class AuditQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=1000)
 
 
-def actor_of(who: Principal) -> str:
-    return "workspace" if who.kind == "workspace" else "operator"
-
-
 async def _self(request: web.Request) -> Principal:
     who = await principal(request)
     if who.kind != "workspace":
@@ -57,7 +53,7 @@ async def _switch(request: web.Request, workspace_id: UUID, who: Principal) -> w
     body = await parse_body(request, OptOutBody)
     async with state(request).pool.acquire() as conn:
         try:
-            result = await optout.set_opt_out(conn, workspace_id, body.opt_out, actor_of(who))
+            result = await optout.set_opt_out(conn, workspace_id, body.opt_out, who.actor)
         except optout.OptOutNotAllowed as exc:
             return error_response(403, "opt_out_not_allowed", str(exc))
     return json_response(result)
@@ -95,7 +91,7 @@ async def set_contract_policy(request: web.Request) -> web.Response:
     body = await parse_body(request, PolicyBody)
     async with state(request).pool.acquire() as conn:
         try:
-            result = await optout.set_contract_policy(conn, workspace_id_of(request), body.categories, actor_of(who))
+            result = await optout.set_contract_policy(conn, workspace_id_of(request), body.categories, who.actor)
         except optout.InvalidCategories as exc:
             raise BadRequest(422, "invalid_request", str(exc),
                              [{"path": "categories", "reason": "not_optional", "message": str(exc)}]) from None

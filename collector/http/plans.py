@@ -83,11 +83,11 @@ async def read_plan(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/plans/{plan}")
 async def edit_plan(request: web.Request) -> web.Response:
-    await operator(request, "admin")
+    who = await operator(request, "admin")
     body = await parse_body(request, PlanEdit)
     async with state(request).pool.acquire() as conn:
         try:
-            return json_response(await plans.update_plan(conn, request.match_info["plan"], **body.model_dump()))
+            return json_response(await plans.update_plan(conn, request.match_info["plan"], **body.model_dump(), actor=who.actor))
         except UnknownPlan:
             raise _unknown_plan() from None
         except plans.Invalid as exc:
@@ -117,7 +117,7 @@ async def read_contract(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/workspaces/{workspace_id}/contract")
 async def set_contract(request: web.Request) -> web.Response:
-    await operator(request, "admin")
+    who = await operator(request, "admin")
     ws = workspace_id_of(request)
     body = await parse_body(request, ContractEdit)
     terms = {}
@@ -130,7 +130,7 @@ async def set_contract(request: web.Request) -> web.Response:
         try:
             return json_response(await plans.set_contract(
                 conn, ws, plan=body.plan, **terms, seats=body.seats, mac_packs=body.mac_packs,
-                custom_limits=body.limits))
+                custom_limits=body.limits, actor=who.actor))
         except UnknownPlan:
             raise BadRequest(422, "unknown_plan", "no plan with that name",
                              [{"path": "plan", "reason": "unknown_plan", "message": "the plan is not in the plan catalogue"}]) from None
