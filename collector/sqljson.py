@@ -5,8 +5,8 @@ The billing report and the compliance listing return one row per workspace
 again costs more than the query; instead the query renders each row as
 compact JSON text (``text_sql``), and the rows are joined into the answer's
 bytes without being parsed (``json_array``). Rendering with ``||`` and casts
-is several times cheaper in PostgreSQL than ``json_build_object``, which
-looks up every argument's type on every call.
+is markedly cheaper in PostgreSQL than ``json_build_object`` (which looks up
+every argument's type on every call), and yields compact JSON.
 
 The casts are exact under the settings ``reading`` pins: ``DateStyle`` ISO
 (``date::text`` is ``YYYY-MM-DD``) and ``TimeZone`` UTC (``to_json`` of a
@@ -90,7 +90,9 @@ async def reading(conn: asyncpg.Connection | asyncpg.Pool) -> AsyncIterator[asyn
     """A connection (acquired from ``conn`` when it is a pool) in a read-only
     transaction with the settings the rendering relies on (``DateStyle`` ISO,
     ``TimeZone`` UTC), JIT off (its compilation costs more than it saves on
-    these queries) and ``work_mem`` large enough to sort a report in memory."""
+    these queries) and ``work_mem`` large enough to sort a report in memory.
+    On a connection already in a transaction this is a savepoint, and the
+    settings last until the caller's transaction ends."""
     if isinstance(conn, asyncpg.Pool):
         async with conn.acquire() as acquired, reading(acquired) as c:
             yield c
