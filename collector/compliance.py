@@ -6,8 +6,10 @@ workspace's latest daily snapshot. Per limit kind: ``value``, ``max``
 (negative = unlimited, licence v3), ``percent`` (value / max x 100, one
 decimal; null when unlimited, max 0 or value unknown), ``status`` and
 ``since`` (when the status last changed: the createdAt of the report that
-changed it, or the time an operator changed the limits), ``behavior`` (the
-licence behaviour, Rocket.Chat ``ee/packages/license``).
+changed it, or the time an operator changed the limits); in the
+one-workspace answer also ``behavior`` (the licence behaviour, Rocket.Chat
+``ee/packages/license``): the plan's for that kind, the same for every
+workspace on the plan, so the listing leaves it out (``GET /api/v1/plans``).
 
 Status: ``over`` value > max, ``at`` value == max, ``near`` value >= 90 % of
 max, ``ok`` otherwise or unlimited, ``unknown`` value not reported. It lifts
@@ -15,6 +17,9 @@ as soon as a report shows usage back under the limit. A workspace's
 ``status`` is its worst limit status. ``stale`` (computed at read time):
 no report for more than ``Settings.stale_after_s`` (48 h), counted from
 registration when it never reported.
+
+The listing is rendered by PostgreSQL (``collector.sqljson``): the stored
+``limits`` JSON is sent as it is, never parsed here.
 """
 
 from __future__ import annotations
@@ -25,64 +30,88 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from collector import sqljson
 from collector.workspaces import UnknownWorkspace
 
 STATUSES = ("ok", "near", "at", "over", "unknown", "stale")
 
-_SQL = (
-    "SELECT s.workspace_id, w.plan, s.status, s.last_report_at,"
-    " coalesce(s.last_report_at, w.created_at) < $1 AS stale, s.limits::text AS limits"
-    " FROM compliance_state s JOIN workspaces w ON w.workspace_id = s.workspace_id"
+#: One workspace of the listing (``sqljson.text_sql`` spec).
+_ITEM = {
+    "workspace_id": ("uuid", "s.workspace_id"),
+    "plan": ("text", "w.plan"),
+    "status": ("text", "s.status"),
+    "stale": ("bool", "coalesce(s.last_report_at, w.created_at) < $1"),
+    "last_report_at": ("timestamptz", "s.last_report_at"),
+    "limits": ("json", "s.limits"),
+}
+_FROM = " FROM compliance_state s JOIN workspaces w ON w.workspace_id = s.workspace_id"
+_LIST_SQL = "SELECT " + sqljson.bytes_sql(_ITEM) + _FROM
+_ONE_SQL = (
+    "SELECT " + sqljson.text_sql(_ITEM) + " AS item,"
+    " (SELECT json_object_agg(l.kind, l.behavior) FROM plan_limits l WHERE l.plan = w.plan)::text AS behaviors"
+    + _FROM + " WHERE s.workspace_id = $2"
 )
 
 
-def _row(r: asyncpg.Record) -> dict:
-    return {
-        "workspace_id": str(r["workspace_id"]),
-        "plan": r["plan"],
-        "status": r["status"],
-        "stale": r["stale"],
-        "last_report_at": r["last_report_at"].isoformat() if r["last_report_at"] else None,
-        # already JSON: passed through to orjson.dumps as is (orjson.loads to read it in Python)
-        "limits": orjson.Fragment(r["limits"]),
-    }
+def _where(status: str | None) -> tuple[str, list]:
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    where = " WHERE w.revoked_at IS NULL"
+    if status == "stale":
+        return where + " AND coalesce(s.last_report_at, w.created_at) < $1", []
+    if status is not None:
+        return where + " AND s.status = $2", [status]
+    return where, []
+
+
+async def list_compliance_json(
+    conn: asyncpg.Connection | asyncpg.Pool, *, now: datetime, stale_after_s: int, status: str | None = None
+) -> bytes:
+    """The compliance of every non-revoked workspace as the UTF-8 JSON body of
+    ``GET /api/v1/compliance`` (rendered by PostgreSQL, never parsed here):
+    ``{"workspaces": [{workspace_id, plan, status, stale, last_report_at,
+    limits: {kind: {value, max, percent, status, since}}}]}``, by workspace_id.
+
+    ``status``: keep only workspaces with that overall status, or with
+    ``stale`` the stale ones. ``value``/``max``: counts (``max`` negative =
+    unlimited); ``percent``: value / max x 100, one decimal, null when
+    unlimited, max 0 or value unknown; ``last_report_at``/``since``: ISO 8601
+    UTC (``+00:00``), ``last_report_at`` null when it never reported.
+    Raises ValueError for an unknown status.
+    """
+    where, args = _where(status)
+    cutoff = now - timedelta(seconds=stale_after_s)
+    async with sqljson.reading(conn) as c:
+        rows = await c.fetch(_LIST_SQL + where + " ORDER BY s.workspace_id", cutoff, *args)
+    return sqljson.json_array([r[0] for r in rows], b'{"workspaces":', b"}")
 
 
 async def list_compliance(
     conn: asyncpg.Connection | asyncpg.Pool, *, now: datetime, stale_after_s: int, status: str | None = None
 ) -> list[dict]:
-    """The compliance of every non-revoked workspace, by workspace_id.
-
-    ``status``: keep only workspaces with that overall status, or with
-    ``stale`` the stale ones. Each item: ``{workspace_id, plan, status, stale,
-    last_report_at, limits: {kind: {value, max, percent, status, since,
-    behavior}}}``; ``limits`` is an ``orjson.Fragment`` (serialised JSON).
-    Raises ValueError for an unknown status.
-    """
-    if status is not None and status not in STATUSES:
-        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    cutoff = now - timedelta(seconds=stale_after_s)
-    where = " WHERE w.revoked_at IS NULL"
-    args: list = [cutoff]
-    if status == "stale":
-        where += " AND coalesce(s.last_report_at, w.created_at) < $1"
-    elif status is not None:
-        where += " AND s.status = $2"
-        args.append(status)
-    rows = await conn.fetch(_SQL + where + " ORDER BY s.workspace_id", *args)
-    return [_row(r) for r in rows]
+    """The items of ``list_compliance_json``, parsed (for callers that read
+    them; the HTTP answer uses ``list_compliance_json``). Raises ValueError
+    for an unknown status."""
+    body = await list_compliance_json(conn, now=now, stale_after_s=stale_after_s, status=status)
+    return orjson.loads(body)["workspaces"]
 
 
 async def workspace_compliance(
     conn: asyncpg.Connection | asyncpg.Pool, workspace_id: UUID, *, now: datetime, stale_after_s: int
 ) -> dict:
-    """One workspace's compliance (shape of an item of ``list_compliance``).
+    """One workspace's compliance: an item of ``list_compliance`` whose every
+    limit also has ``behavior`` (the plan's licence behaviour for that kind),
+    ``{workspace_id, plan, status, stale, last_report_at, limits: {kind:
+    {value, max, percent, status, since, behavior}}}``.
 
     Raises UnknownWorkspace.
     """
-    row = await conn.fetchrow(
-        _SQL + " WHERE s.workspace_id = $2", now - timedelta(seconds=stale_after_s), workspace_id
-    )
+    async with sqljson.reading(conn) as c:
+        row = await c.fetchrow(_ONE_SQL, now - timedelta(seconds=stale_after_s), workspace_id)
     if row is None:
         raise UnknownWorkspace(str(workspace_id))
-    return _row(row)
+    item = orjson.loads(row["item"])
+    behaviors = orjson.loads(row["behaviors"] or "{}")
+    for kind, limit in item["limits"].items():
+        limit["behavior"] = behaviors.get(kind)
+    return item

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
-from collector import aggregation
+from collector import aggregation, billing
 from collector.storage import StoredReport
 from tests.conftest import admin_headers, get_json, make_report, operator_headers, post_ok, put_contract
 
@@ -167,3 +167,48 @@ async def test_equal_created_at_the_record_received_last_wins(service, report_87
     h = await operator_headers(service, "billing")
     june = row_of(await get_json(service, "/api/v1/billing/consumption?period=2024-06", h), wid)
     assert june["seats"] == 7  # both dated 10:00:00.000 on the same day: the second one received wins
+
+
+async def test_json_csv_and_python_answers_carry_the_same_figures(service, db):
+    ws = await service.register("enterprise")
+    wid = uuid.UUID(ws["workspace_id"])
+    await put_contract(service, str(wid), plan="enterprise", term_start="2024-01-01", term_end="2024-12-31",
+                       seats=10, mac_packs=1)
+    at = datetime(2024, 7, 3, 9, 0, tzinfo=timezone.utc)
+    async with db.transaction():
+        await aggregation.apply_reports(db, [StoredReport(uuid.uuid4(), wid, at, {"billing": {
+            "activeUsers": 12, "activeGuests": 3, "omnichannelContactsBySource.contactsCount": 1500}})])
+    h = await operator_headers(service, "billing")
+    answer = await get_json(service, "/api/v1/billing/consumption?period=2024-07", h)
+    assert (answer["from"], answer["to"], answer["days_in_period"]) == ("2024-07-01", "2024-07-31", 31)
+    ids = [w["workspace_id"] for w in answer["workspaces"]]
+    assert ids == sorted(ids)
+    row = row_of(answer, str(wid))
+    assert row == {
+        "workspace_id": str(wid),
+        "contract": {"plan": "enterprise", "billing_model": "consumption", "term_start": "2024-01-01",
+                     "term_end": "2024-12-31", "purchased_seats": 10, "mac_packs": 1, "seats_limit": 10,
+                     "guests_limit": -1, "mac_limit": 1000},
+        "seats": 12, "guests": 3, "monthly_active_contacts": 1500, "peak_connections": None,
+        "days_reported": 1, "days_in_period": 31, "stale": True,
+        "overage": {"seats": 2, "guests": None, "monthly_active_contacts": 500},
+        "true_up": {"term_start": "2024-01-01", "term_end": "2024-12-31", "max_seats": 12,
+                    "max_seats_day": "2024-07-03", "purchased_seats": 10, "overage": 2},
+    }
+    # The Python function gives the same answer.
+    py = await billing.consumption(db, date(2024, 7, 1), date(2024, 7, 31), now=datetime.now(timezone.utc),
+                                   stale_after_s=48 * 3600)
+    assert row_of(py, str(wid)) == row
+    # CSV: the same row, flattened, every column.
+    async with service.http.get(service.url + "/api/v1/billing/consumption?period=2024-07",
+                                headers={**h, "Accept": "text/csv"}) as r:
+        assert r.status == 200 and r.content_type == "text/csv" and r.charset == "utf-8"
+        text = await r.text()
+    assert text.splitlines()[0] == ",".join(billing.COLUMNS)
+    flat = next(c for c in csv.DictReader(io.StringIO(text)) if c["workspace_id"] == str(wid))
+    expected = {**row["contract"], **{k: row[k] for k in ("workspace_id", "seats", "guests",
+                "monthly_active_contacts", "peak_connections", "days_reported", "days_in_period", "stale")},
+                "seats_overage": 2, "guests_overage": None, "mac_overage": 500, "term_max_seats": 12,
+                "term_max_seats_day": "2024-07-03", "true_up_overage": 2}
+    assert flat == {k: "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+                    for k, v in expected.items()}

@@ -89,3 +89,52 @@ async def test_compliance_roles_and_errors(service):
     listing = await get_json(service, "/api/v1/compliance", h)
     assert ws["workspace_id"] in {w["workspace_id"] for w in listing["workspaces"]}
     assert orjson.dumps(listing)  # plain JSON
+
+
+async def test_listing_items_are_the_one_workspace_answer_without_the_plans_behavior(service, report_870):
+    ws = await service.register("starter")
+    wid = ws["workspace_id"]
+    h = await operator_headers(service, "compliance")
+    at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    await post_ok(service, ws["token"], make_report(report_870, f"lean-{wid}", iso(at), users=46, mac=10))
+    one = await get_json(service, f"/api/v1/compliance/{wid}", h)
+    listing = await get_json(service, "/api/v1/compliance", h)
+    item = next(w for w in listing["workspaces"] if w["workspace_id"] == wid)
+    assert list(item) == ["workspace_id", "plan", "status", "stale", "last_report_at", "limits"]
+    assert list(item["limits"]) == ["activeUsers", "guestUsers", "monthlyActiveContacts", "privateApps",
+                                    "marketplaceApps", "peakConnections"]
+    assert item["limits"]["activeUsers"] == {"value": 46, "max": 50, "percent": 92.0, "status": "near",
+                                             "since": at.isoformat()}
+    # The one-workspace answer adds the plan's behavior per kind (starter: as in plan_limits).
+    assert one["limits"]["activeUsers"]["behavior"] == "prevent_action"
+    assert one["limits"]["peakConnections"]["behavior"] == "disable_modules"
+    for limit in one["limits"].values():
+        limit.pop("behavior")
+    assert one == item
+    assert item["last_report_at"] == at.isoformat() and item["status"] == "near"
+    # The filtered listing is the same item.
+    near = await get_json(service, "/api/v1/compliance?status=near", h)
+    assert next(w for w in near["workspaces"] if w["workspace_id"] == wid) == item
+    assert all(w["status"] == "near" for w in near["workspaces"])
+
+
+async def test_since_survives_the_rewrite_of_a_state_stored_in_the_0002_form(service, db, report_870):
+    """0004 re-renders every stored state: a limit whose status did not change keeps its since."""
+    ws = await service.register("starter")
+    wid = ws["workspace_id"]
+    at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+    await post_ok(service, ws["token"], make_report(report_870, f"old-{wid}", iso(at), users=51))
+    old_since = "2024-05-01T10:00:00+00:00"
+    # The 0002 form: json_build_object spacing, behavior included, an older since.
+    await db.execute(
+        "UPDATE compliance_state SET limits = (SELECT json_object_agg(key, json_build_object("
+        " 'value', value -> 'value', 'max', value -> 'max', 'percent', value -> 'percent',"
+        " 'status', value -> 'status', 'since', $2::text, 'behavior', 'prevent_action'))"
+        " FROM json_each(limits)) WHERE workspace_id = $1::uuid", wid, old_since)
+    assert " : " in await db.fetchval("SELECT limits::text FROM compliance_state WHERE workspace_id = $1::uuid", wid)
+    await db.execute("SELECT refresh_compliance(ARRAY[$1::uuid], NULL)", wid)
+    stored = await db.fetchval("SELECT limits::text FROM compliance_state WHERE workspace_id = $1::uuid", wid)
+    assert " " not in stored and "behavior" not in stored
+    limits = orjson.loads(stored)
+    assert limits["activeUsers"] == {"value": 51, "max": 50, "percent": 102.0, "status": "over", "since": old_since}
+    assert all(limit["since"] == old_since for limit in limits.values())

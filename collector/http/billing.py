@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from collector import billing
-from collector.http.common import BadRequest, json_response, operator, state
+from collector.http.common import BadRequest, json_body, operator, state
 from collector.plans import Invalid
 
 routes = web.RouteTableDef()
@@ -29,6 +29,6 @@ async def consumption(request: web.Request) -> web.Response:
     st = state(request)
     kw = {"now": datetime.now(timezone.utc), "stale_after_s": st.settings.stale_after_s}
     if "text/csv" in request.headers.get("Accept", ""):
-        text = await billing.consumption_csv(st.pool, start, end, **kw)
-        return web.Response(text=text, content_type="text/csv", charset="utf-8")
-    return json_response(await billing.consumption(st.pool, start, end, **kw))
+        body = await billing.consumption_csv(st.pool, start, end, **kw)
+        return web.Response(body=body, content_type="text/csv", charset="utf-8")
+    return json_body(await billing.consumption_json(st.pool, start, end, **kw))

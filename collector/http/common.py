@@ -44,6 +44,11 @@ def json_response(data: object, status: int = 200, headers: dict | None = None) 
     )
 
 
+def json_body(body: bytes, status: int = 200) -> web.Response:
+    """A JSON answer whose body is already serialised (UTF-8 JSON bytes, sent as they are)."""
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
 def error_response(
     status: int, error: str, detail: str, violations: list[dict] | None = None, retry_after: int | None = None
 ) -> web.Response:
@@ -120,5 +125,5 @@ def _validate(model: type[M], raw: object, *, strict: bool, what: str, status: i
         raise BadRequest(status, "invalid_request", f"{what} does not fit", violations) from None
 
 
-__all__ = ["State", "STATE", "state", "json_response", "error_response", "principal", "operator",
+__all__ = ["State", "STATE", "state", "json_response", "json_body", "error_response", "principal", "operator",
            "parse_body", "parse_query", "BadRequest", "Unauthorized"]

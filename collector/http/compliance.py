@@ -1,7 +1,7 @@
 """Compliance reads (operator role ``compliance``; see ``collector.compliance``).
 
   GET /api/v1/compliance[?status=ok|near|at|over|unknown|stale]  -> {"workspaces": [...]}
-  GET /api/v1/compliance/{workspace_id}                          -> one workspace
+  GET /api/v1/compliance/{workspace_id}                          -> one workspace (limits with behavior)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from aiohttp import web
 
 from collector import compliance
 from collector.http.admin import workspace_id_of
-from collector.http.common import BadRequest, json_response, operator, state
+from collector.http.common import BadRequest, json_body, json_response, operator, state
 
 routes = web.RouteTableDef()
 
@@ -25,9 +25,8 @@ async def list_compliance(request: web.Request) -> web.Response:
         raise BadRequest(400, "invalid_request", "unknown status", [
             {"path": "status", "reason": "invalid", "message": f"status must be one of {', '.join(compliance.STATUSES)}"}])
     st = state(request)
-    items = await compliance.list_compliance(
-        st.pool, now=datetime.now(timezone.utc), stale_after_s=st.settings.stale_after_s, status=status)
-    return json_response({"workspaces": items})
+    return json_body(await compliance.list_compliance_json(
+        st.pool, now=datetime.now(timezone.utc), stale_after_s=st.settings.stale_after_s, status=status))
 
 
 @routes.get("/api/v1/compliance/{workspace_id}")
