@@ -147,7 +147,8 @@ CREATE TABLE term_usage (
 );
 
 -- Current compliance state per workspace, from its latest snapshot.
--- limits: {kind: {value, max, percent, status, since, behavior}}, in LIMIT order.
+-- limits: compact JSON {kind: {value, max, percent, status, since}}, in LIMIT order;
+-- a limit's behavior is the plan's (plan_limits), added by the one-workspace answer.
 CREATE TABLE compliance_state (
     workspace_id uuid PRIMARY KEY REFERENCES workspaces (workspace_id),
     last_report_at timestamptz,         -- createdAt of the latest snapshot
@@ -175,7 +176,7 @@ LANGUAGE sql SET timezone = 'UTC' AS $$
         ) s ON true
         WHERE ws IS NULL OR c.workspace_id = ANY (ws)
     ), lim AS (
-        SELECT cur.workspace_id, cur.created_at, pl.kind, pl.behavior,
+        SELECT cur.workspace_id, cur.created_at, pl.kind,
                effective_max(pl.kind, pl.max, cur.custom_limits, cur.seats, cur.mac_packs, cur.mac_pack_size) AS max,
                CASE pl.kind
                    WHEN 'activeUsers' THEN cur.active_users
@@ -207,16 +208,25 @@ LANGUAGE sql SET timezone = 'UTC' AS $$
     SELECT workspace_id, max(created_at),
            CASE max(CASE status WHEN 'over' THEN 4 WHEN 'at' THEN 3 WHEN 'near' THEN 2 WHEN 'ok' THEN 1 ELSE 0 END)
                WHEN 4 THEN 'over' WHEN 3 THEN 'at' WHEN 2 THEN 'near' WHEN 1 THEN 'ok' ELSE 'unknown' END,
-           json_object_agg(kind, json_build_object('value', value, 'max', max, 'percent', percent,
-                                                     'status', status, 'since', since, 'behavior', behavior)),
+           ('{' || string_agg(
+               to_json(kind)::text || ':{"value":' || coalesce(value::text, 'null')
+               || ',"max":' || coalesce(max::text, 'null')
+               || ',"percent":' || coalesce(percent::text, 'null')
+               || ',"status":' || to_json(status)::text
+               || ',"since":' || to_json(since)::text || '}',
+               ',' ORDER BY array_position(ARRAY['activeUsers', 'guestUsers', 'monthlyActiveContacts',
+                                                 'privateApps', 'marketplaceApps', 'peakConnections'], kind))
+            || '}')::json,
            now()
-    FROM (SELECT * FROM merged ORDER BY workspace_id, array_position(ARRAY['activeUsers', 'guestUsers',
-        'monthlyActiveContacts', 'privateApps', 'marketplaceApps', 'peakConnections'], kind)) m
+    FROM merged
     GROUP BY workspace_id
     ON CONFLICT (workspace_id) DO UPDATE
         SET last_report_at = excluded.last_report_at, status = excluded.status,
             limits = excluded.limits, evaluated_at = excluded.evaluated_at
 $$;
+
+COMMENT ON COLUMN compliance_state.limits IS
+    'compact JSON {kind: {value, max, percent, status, since}}, kinds in collector.plans.LIMIT_KINDS order';
 
 -- Recompute term_usage of the given workspaces from daily_snapshots.
 CREATE FUNCTION refresh_term_usage(ws uuid[]) RETURNS void

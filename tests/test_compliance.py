@@ -116,25 +116,3 @@ async def test_listing_items_are_the_one_workspace_answer_without_the_plans_beha
     near = await get_json(service, "/api/v1/compliance?status=near", h)
     assert next(w for w in near["workspaces"] if w["workspace_id"] == wid) == item
     assert all(w["status"] == "near" for w in near["workspaces"])
-
-
-async def test_since_survives_the_rewrite_of_a_state_stored_in_the_0002_form(service, db, report_870):
-    """0004 re-renders every stored state: a limit whose status did not change keeps its since."""
-    ws = await service.register("starter")
-    wid = ws["workspace_id"]
-    at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
-    await post_ok(service, ws["token"], make_report(report_870, f"old-{wid}", iso(at), users=51))
-    old_since = "2024-05-01T10:00:00+00:00"
-    # The 0002 form: json_build_object spacing, behavior included, an older since.
-    await db.execute(
-        "UPDATE compliance_state SET limits = (SELECT json_object_agg(key, json_build_object("
-        " 'value', value -> 'value', 'max', value -> 'max', 'percent', value -> 'percent',"
-        " 'status', value -> 'status', 'since', $2::text, 'behavior', 'prevent_action'))"
-        " FROM json_each(limits)) WHERE workspace_id = $1::uuid", wid, old_since)
-    assert " : " in await db.fetchval("SELECT limits::text FROM compliance_state WHERE workspace_id = $1::uuid", wid)
-    await db.execute("SELECT refresh_compliance(ARRAY[$1::uuid], NULL)", wid)
-    stored = await db.fetchval("SELECT limits::text FROM compliance_state WHERE workspace_id = $1::uuid", wid)
-    assert " " not in stored and "behavior" not in stored
-    limits = orjson.loads(stored)
-    assert limits["activeUsers"] == {"value": 51, "max": 50, "percent": 102.0, "status": "over", "since": old_since}
-    assert all(limit["since"] == old_since for limit in limits.values())
