@@ -2,8 +2,8 @@
 
 Requests hand their checked report to ``ReportWriter.submit`` and wait; a few
 writer tasks take what is queued (up to ``batch_max`` at once) and write it in
-ONE transaction: the ``reports`` rows, one ``report_data`` row per kept data
-category, and the rollups (``collector.aggregation.apply_reports``, same
+ONE transaction: the ``reports`` rows, their ``report_data`` rows (one per
+report, one json column per data category; NULL: not kept), and the rollups (``collector.aggregation.apply_reports``, same
 transaction, so a rollup never counts a report that is not stored). Only
 after COMMIT does each waiting request get its outcome and receipt: nothing is
 acknowledged before it is durable.
@@ -35,6 +35,7 @@ import asyncpg
 import orjson
 
 from collector import aggregation, metrics, optout
+from collector.catalogue import CATEGORIES
 from collector.db import UNAVAILABLE_ERRORS
 from collector.logs import log
 from collector.outcomes import ACCEPTED, DUPLICATE, Outcome, Reason, Refusal
@@ -54,6 +55,11 @@ async def load_secret(conn: asyncpg.Connection, name: str) -> bytes:
 def record_key(secret: bytes, record_id: str) -> bytes:
     """HMAC-SHA256 of the record's ``_id``: stable per record, reveals nothing of it."""
     return hmac.new(secret, record_id.encode(), hashlib.sha256).digest()
+
+
+def _json_or_none(data: dict | None) -> str | None:
+    """A category's fields as compact JSON text (a ``report_data`` column), None when not kept."""
+    return None if data is None else orjson.dumps(data).decode()
 
 
 @dataclass
@@ -194,13 +200,9 @@ class ReportWriter:
                 r.opt_out = opt_outs.get(r.workspace_id)
                 if r.opt_out:
                     r.categories = {c: d for c, d in r.categories.items() if c not in r.opt_out.dropped}
-            data_rows = [
-                (ids[i], cat, batch[i].workspace_id, orjson.dumps(data).decode())
-                for i in fresh
-                for cat, data in batch[i].categories.items()
-            ]
-            # One statement (one round trip): the reports, and the data rows of
-            # those that were new (a duplicate's data rows are discarded).
+            # One statement (one round trip): the reports, and the data row of
+            # each that was new (a duplicate's data is discarded). A category
+            # column is the compact JSON text of its fields, NULL when dropped.
             inserted = {
                 row["report_id"]
                 for row in await conn.fetch(
@@ -210,12 +212,12 @@ class ReportWriter:
                     " SELECT r.id, r.ws, r.k, r.c, $5::timestamptz, r.v, $7::text, r.receipt FROM"
                     " unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::timestamptz[], $6::text[], $8::text[])"
                     " AS r(id, ws, k, c, v, receipt)"
-                    " ON CONFLICT (workspace_id, record_key) DO NOTHING RETURNING report_id),"
+                    " ON CONFLICT (workspace_id, record_key) DO NOTHING RETURNING report_id, workspace_id),"
                     " data AS ("
-                    " INSERT INTO report_data (report_id, category, workspace_id, data)"
-                    " SELECT d.id, d.cat, d.ws, d.d::jsonb FROM"
-                    " unnest($9::uuid[], $10::text[], $11::uuid[], $12::text[]) AS d(id, cat, ws, d)"
-                    " WHERE d.id IN (SELECT report_id FROM ins))"
+                    f" INSERT INTO report_data (report_id, workspace_id, {', '.join(CATEGORIES)})"
+                    " SELECT ins.report_id, ins.workspace_id, d.c1::json, d.c2::json, d.c3::json, d.c4::json"
+                    " FROM unnest($1::uuid[], $9::text[], $10::text[], $11::text[], $12::text[]) AS d(id, c1, c2, c3, c4)"
+                    " JOIN ins ON ins.report_id = d.id)"
                     " SELECT report_id FROM ins",
                     [ids[i] for i in fresh],
                     [batch[i].workspace_id for i in fresh],
@@ -225,10 +227,10 @@ class ReportWriter:
                     [batch[i].rc_version for i in fresh],
                     self._catalogue_version,
                     [receipts[i] for i in fresh],
-                    [r[0] for r in data_rows],
-                    [r[1] for r in data_rows],
-                    [r[2] for r in data_rows],
-                    [r[3] for r in data_rows],
+                    *(
+                        [_json_or_none(batch[i].categories.get(cat)) for i in fresh]
+                        for cat in CATEGORIES
+                    ),
                 )
             }
             stored = [

@@ -31,7 +31,8 @@ FROM workspaces w
 JOIN contracts c ON c.workspace_id = w.workspace_id
 JOIN plans p ON p.plan = c.plan;
 
--- Who changed what about a workspace's data, and how many rows it deleted:
+-- Who changed what about a workspace's data, and how many reports had data
+-- forgotten by it (their category columns in report_data set to NULL):
 -- never a value.
 CREATE TABLE audit_log (
     audit_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -40,7 +41,7 @@ CREATE TABLE audit_log (
     workspace_id uuid REFERENCES workspaces (workspace_id),
     action text NOT NULL,               -- opt_out_set, opt_out_cleared, opt_out_ended, data_forgotten, policy_changed
     categories text[] NOT NULL DEFAULT '{}',
-    rows_deleted integer NOT NULL DEFAULT 0,
+    reports_affected integer NOT NULL DEFAULT 0,
     reason text
 );
 CREATE INDEX audit_log_workspace ON audit_log (workspace_id, at DESC);
