@@ -207,10 +207,12 @@ BEGIN
                CASE WHEN value IS NOT NULL AND max > 0 THEN round(value * 100.0 / max, 1) END AS percent
         FROM lim
     ), merged AS (
+        -- since, as JSON text: the stored one while the status stays (copied,
+        -- never parsed and formatted again)
         SELECT st.*,
                CASE WHEN st.old ->> 'status' = st.status
-                    THEN (st.old ->> 'since')::timestamptz
-                    ELSE coalesce(changed_at, st.created_at, now()) END AS since
+                    THEN (st.old -> 'since')::text
+                    ELSE to_json(coalesce(changed_at, st.created_at, now()))::text END AS since
         FROM st
     )
     INSERT INTO compliance_state AS c (workspace_id, last_report_at, status, limits, evaluated_at)
@@ -222,7 +224,7 @@ BEGIN
                || ',"max":' || coalesce(max::text, 'null')
                || ',"percent":' || coalesce(percent::text, 'null')
                || ',"status":' || to_json(status)::text
-               || ',"since":' || to_json(since)::text || '}',
+               || ',"since":' || since || '}',
                ',' ORDER BY array_position(ARRAY['activeUsers', 'guestUsers', 'monthlyActiveContacts',
                                                  'privateApps', 'marketplaceApps', 'peakConnections'], kind))
             || '}')::json,
