@@ -2,11 +2,14 @@
 
 ``apply_reports`` is called by ``collector.storage`` inside the transaction
 that stores the reports, so a rollup never counts a report that is not
-stored. It reduces the batch (up to ``batch_max`` = 256 reports) to one row
-per (workspace, UTC day) here, then makes ONE call of the plpgsql function
-``apply_rollups`` (``sql/0002_plans_and_rollups.sql``) with parallel arrays:
-one round trip, one set-based statement per table, every plan cached per
-connection.
+stored. The rollup values of each report are read here (``FIELDS``,
+``snapshot_values``); the plpgsql function ``apply_rollups``
+(``sql/0002_plans_and_rollups.sql``) takes them as parallel arrays, one
+element per report (a batch is up to ``batch_max`` = 256), reduces them per
+(workspace, UTC day) and writes every rollup with one set-based statement per
+table: one call, plans cached per connection. The ingest writer calls it from
+``write_batch`` (``sql/0004_write_batch.sql``), in the same statement as the
+insert.
 
 Rules
 -----
@@ -52,7 +55,6 @@ never recompute the same month or term from different snapshots.
 
 from __future__ import annotations
 
-from datetime import timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -105,40 +107,40 @@ def snapshot_values(categories: dict[str, dict]) -> dict[str, int | None]:
     }
 
 
-def _max(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)
+#: The rollup values of a report, in ``apply_rollups``' argument order.
+ROLLUP_COLUMNS = ("active_users", "active_guests", "private_apps", "marketplace_apps", "mac", "peak_connections")
+
+#: The SQL call folding a batch into the rollups: $1 lock namespace, $2 workspace
+#: ids, $3 createdAt, $4 report ids, $5..$10 the ROLLUP_COLUMNS (one element per report).
+APPLY_ROLLUPS_SQL = (
+    "SELECT apply_rollups($1, $2::uuid[], $3::timestamptz[], $4::uuid[], $5::bigint[], $6::bigint[],"
+    " $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])"
+)
 
 
-_COLUMNS = ("active_users", "active_guests", "private_apps", "marketplace_apps", "mac", "peak_connections")
+def rollup_arrays(categories: "list[dict[str, dict]]") -> list[list[int | None]]:
+    """The ROLLUP_COLUMNS of each report as parallel arrays (``apply_rollups``' $5..$10):
+    ``categories`` is one report's kept categories per element; None = unknown."""
+    values = [snapshot_values(c) for c in categories]
+    return [[v[col] for v in values] for col in ROLLUP_COLUMNS]
 
 
 async def apply_reports(conn: "asyncpg.Connection", reports: "list[StoredReport]") -> None:
     """Fold newly stored reports into the rollups (same transaction as the insert).
 
-    ``reports``: the reports stored by this batch (each stored once). Raises
-    asyncpg errors only (the caller sheds the whole batch on them).
+    ``reports``: the reports stored, each once, in the order received (on
+    equal createdAt the later one wins its day). One call of the SQL function
+    ``apply_rollups``, which reduces them per (workspace, UTC day) and writes
+    every rollup. The ingest writer makes the same call from ``write_batch``.
+    Raises asyncpg errors only (the caller sheds the whole batch on them).
     """
     if not reports:
         return
-    # Reduce the batch to one row per (workspace, UTC day): latest record wins,
-    # mac and peak keep the day's highest value.
-    days: dict[tuple, dict] = {}
-    # Stable sort: on equal createdAt the report received later (later in the batch) wins.
-    for r in sorted(reports, key=lambda r: r.created_at):
-        key = (r.workspace_id, r.created_at.astimezone(timezone.utc).date())
-        values = snapshot_values(r.categories)
-        prev = days.get(key)
-        row = {"created_at": r.created_at, "report_id": r.report_id, **values}
-        if prev is not None:
-            row["mac"] = _max(prev["mac"], values["mac"])
-            row["peak_connections"] = _max(prev["peak_connections"], values["peak_connections"])
-        days[key] = row
-    keys = list(days)
     await conn.execute(
-        "SELECT apply_rollups($1, $2::uuid[], $3::date[], $4::timestamptz[], $5::uuid[], $6::bigint[],"
-        " $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])",
+        APPLY_ROLLUPS_SQL,
         LOCK_NAMESPACE,
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        *([days[k][c] for k in keys] for c in ("created_at", "report_id", *_COLUMNS)),
+        [r.workspace_id for r in reports],
+        [r.created_at for r in reports],
+        [r.report_id for r in reports],
+        *rollup_arrays([r.categories for r in reports]),
     )

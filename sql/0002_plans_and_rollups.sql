@@ -261,15 +261,16 @@ END
 $$;
 
 -- Fold one batch of stored reports into the rollups, in one call (one round
--- trip; plpgsql: every statement is planned once per connection). Called by
--- collector.aggregation.apply_reports inside the transaction that stored the
--- reports. The b_ arrays are parallel, ONE element per (workspace, UTC day)
--- of the batch, already reduced (the day's latest record's counts, the day's
--- highest mac and peak_connections); a NULL count is unknown.
+-- trip; plpgsql: every statement is planned once per connection). Called
+-- inside the transaction that stored the reports (write_batch, 0004; or
+-- collector.aggregation.apply_reports). The b_ arrays are parallel, ONE
+-- element per stored report, in the order received; a NULL count is unknown.
 --   1. a transaction advisory lock (lock_ns, hashtext(workspace)) per
 --      workspace, taken in hash order (no deadlock between writers);
---   2. daily_snapshots upsert: the latest createdAt of the day wins (equal:
---      the later call), mac and peak keep the highest;
+--   2. the reports reduced to one row per (workspace, UTC day of createdAt):
+--      the latest createdAt gives the counts (equal: the one received last),
+--      mac and peak_connections the day's highest; daily_snapshots upserted
+--      with the same rules against the stored day;
 --   3. monthly_usage of every touched (workspace, month) recomputed from its
 --      daily rows (at most 31 each);
 --   4. term_usage: raised with greatest() by the new days within the term;
@@ -277,11 +278,10 @@ $$;
 --      went down (a later record of the same day);
 --   5. compliance re-evaluated for the workspaces whose LATEST snapshot was
 --      written (a late record for an earlier day leaves it as it is).
-CREATE FUNCTION apply_rollups(lock_ns integer, b_ws uuid[], b_day date[], b_created_at timestamptz[],
-                              b_report_id uuid[], b_active_users bigint[], b_active_guests bigint[],
-                              b_private_apps bigint[], b_marketplace_apps bigint[], b_mac bigint[],
-                              b_peak_connections bigint[])
-RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION apply_rollups(lock_ns integer, b_ws uuid[], b_created_at timestamptz[], b_report_id uuid[],
+                              b_active_users bigint[], b_active_guests bigint[], b_private_apps bigint[],
+                              b_marketplace_apps bigint[], b_mac bigint[], b_peak_connections bigint[])
+RETURNS void LANGUAGE plpgsql SET timezone = 'UTC' AS $$
 DECLARE
     down uuid[];        -- workspaces where a day's seats went down
     up_ws uuid[];       -- the other written days with known seats: (workspace, day, seats)
@@ -292,11 +292,19 @@ BEGIN
     PERFORM pg_advisory_xact_lock(lock_ns, hashtext(w::text))
     FROM (SELECT w FROM (SELECT DISTINCT w FROM unnest(b_ws) AS w) u ORDER BY hashtext(w::text)) s;
 
-    WITH i AS (
-        SELECT * FROM unnest(b_ws, b_day, b_created_at, b_report_id, b_active_users, b_active_guests,
-                             b_private_apps, b_marketplace_apps, b_mac, b_peak_connections)
-            AS i(workspace_id, day, created_at, report_id, active_users, active_guests, private_apps,
-                 marketplace_apps, mac, peak_connections)
+    WITH r AS (
+        SELECT r.*, r.created_at::date AS day      -- the UTC day (timezone UTC in this function)
+        FROM unnest(b_ws, b_created_at, b_report_id, b_active_users, b_active_guests, b_private_apps,
+                    b_marketplace_apps, b_mac, b_peak_connections) WITH ORDINALITY
+             AS r(workspace_id, created_at, report_id, active_users, active_guests, private_apps,
+                  marketplace_apps, mac, peak_connections, ord)
+    ), i AS (
+        SELECT DISTINCT ON (workspace_id, day)
+               workspace_id, day, created_at, report_id, active_users, active_guests, private_apps,
+               marketplace_apps, max(mac) OVER w AS mac, max(peak_connections) OVER w AS peak_connections
+        FROM r
+        WINDOW w AS (PARTITION BY workspace_id, day)
+        ORDER BY workspace_id, day, created_at DESC, ord DESC
     ), old AS (
         SELECT d.workspace_id, d.day, d.active_users FROM daily_snapshots d
         JOIN i ON d.workspace_id = i.workspace_id AND d.day = i.day
@@ -332,7 +340,7 @@ BEGIN
                                     days_reported, last_report_at)
     SELECT t.ws, t.month, max(d.active_users), max(d.active_guests), max(d.mac), max(d.peak_connections),
            count(*), max(d.created_at)
-    FROM (SELECT DISTINCT u.ws, date_trunc('month', u.day)::date AS month FROM unnest(b_ws, b_day) AS u(ws, day)) t
+    FROM (SELECT DISTINCT u.ws, date_trunc('month', u.c)::date AS month FROM unnest(b_ws, b_created_at) AS u(ws, c)) t
     JOIN daily_snapshots d ON d.workspace_id = t.ws
          AND d.day >= t.month AND d.day < (t.month + interval '1 month')::date
     GROUP BY t.ws, t.month
@@ -353,8 +361,8 @@ BEGIN
     END IF;
 
     SELECT array_agg(DISTINCT u.ws) INTO latest
-    FROM unnest(b_ws, b_day) AS u(ws, day)
-    WHERE u.day >= (SELECT max(d.day) FROM daily_snapshots d WHERE d.workspace_id = u.ws);
+    FROM unnest(b_ws, b_created_at) AS u(ws, c)
+    WHERE u.c::date >= (SELECT max(d.day) FROM daily_snapshots d WHERE d.workspace_id = u.ws);
     IF latest IS NOT NULL THEN
         PERFORM refresh_compliance(latest, NULL);
     END IF;
