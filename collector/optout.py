@@ -14,8 +14,9 @@ switch the collection off while others may not"):
   enterprise: operational and product_analytics.
 - A workspace's switch (``workspaces.opt_out``) drops the allowed categories
   of every report from then on, before storage (``collector.storage`` reads
-  ``decisions`` inside the write transaction, so a report racing an
-  opt-out is either forgotten with the rest or stored without them).
+  the decisions inside its write transaction, SQL ``write_batch``, so a
+  report racing an opt-out is either forgotten with the rest or stored
+  without them).
 - Switching on forgets, in the same transaction, what was already stored for
   those categories (their ``report_data`` columns are set to NULL) and writes
   an audit record: when, by whom, which categories, how many reports had data
@@ -92,22 +93,28 @@ class Decision:
     why: str = ""
 
 
+def decision(dropped: list[str] | None, plan: str | None, policy_source: str | None) -> Decision | None:
+    """The Decision for a workspace whose opt-out drops ``dropped`` (from SQL
+    ``opt_out_decisions``), None when it drops nothing."""
+    if not dropped:
+        return None
+    return Decision(
+        frozenset(dropped),
+        f"the workspace opted out; its plan '{plan}' allows it"
+        if policy_source == "plan"
+        else "the workspace opted out; its contract allows it",
+    )
+
+
 async def decisions(conn, workspace_ids: list[UUID]) -> dict[UUID, Decision]:
     """The opt-out decision for each workspace that is opted out, read under a
     share lock on its registry row (SQL ``opt_out_decisions``: the row cannot
     change before the caller's transaction ends). Workspaces not opted out
-    are absent from the answer."""
+    are absent from the answer. (The ingest writer reads the same decisions
+    inside its one statement, SQL ``write_batch``.)"""
     rows = await conn.fetch("SELECT * FROM opt_out_decisions($1::uuid[])", list(set(workspace_ids)))
-    return {
-        r["workspace_id"]: Decision(
-            frozenset(r["dropped"]),
-            f"the workspace opted out; its plan '{r['plan']}' allows it"
-            if r["policy_source"] == "plan"
-            else "the workspace opted out; its contract allows it",
-        )
-        for r in rows
-        if r["dropped"]
-    }
+    found = {r["workspace_id"]: decision(r["dropped"], r["plan"], r["policy_source"]) for r in rows}
+    return {ws: d for ws, d in found.items() if d}
 
 
 async def _lock(conn, workspace_ids: list[UUID] | None, mode: str) -> None:
