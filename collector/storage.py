@@ -110,7 +110,7 @@ class ReportWriter:
         *,
         queue_max: int = 2000,
         batch_max: int = 256,
-        writers: int = 2,
+        writers: int = 1,
     ):
         self._pool = pool
         self._signer = signer

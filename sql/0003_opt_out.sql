@@ -47,7 +47,7 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_workspace ON audit_log (workspace_id, at DESC);
 CREATE INDEX audit_log_at ON audit_log (at DESC);
 
--- The ingest writer's opt-out read, in one round trip: share-lock the
+-- The ingest writer's opt-out read (called by write_batch, 0004): share-lock the
 -- registry rows (in id order: no deadlock between lockers), THEN read the
 -- policy in a later statement. In a VOLATILE function under READ COMMITTED
 -- each statement takes a new snapshot, so the read sees any opt-out the lock

@@ -27,8 +27,8 @@
 -- Returns one row per element, in order: the stored report's id and receipt
 -- (this call's, or the first one stored for that record), whether this call
 -- stored it (accepted) or not (duplicate), and the opt-out that applies to
--- the workspace (dropped NULL: none; else the categories, the plan and the
--- policy source 'plan' or 'contract').
+-- the workspace (dropped empty, plan and policy_source NULL: none; else the
+-- categories dropped, the plan and the policy source 'plan' or 'contract').
 CREATE FUNCTION write_batch(
     received_at timestamptz, catalogue_version text, lock_ns integer,
     r_id uuid[], r_ws uuid[], r_key bytea[], r_created_at timestamptz[], r_version text[], r_receipt text[],
