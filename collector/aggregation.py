@@ -1,15 +1,15 @@
 """Rollups fed from storage: daily snapshots, monthly usage, term maxima, compliance.
 
-``apply_reports`` is called by ``collector.storage`` inside the transaction
-that stores the reports, so a rollup never counts a report that is not
-stored. The rollup values of each report are read here (``FIELDS``,
-``snapshot_values``); the plpgsql function ``apply_rollups``
-(``sql/0002_plans_and_rollups.sql``) takes them as parallel arrays, one
-element per report (a batch is up to ``batch_max`` = 256), reduces them per
-(workspace, UTC day) and writes every rollup with one set-based statement per
-table: one call, plans cached per connection. The ingest writer calls it from
+The rollups are written in the transaction that stores the reports, so a
+rollup never counts a report that is not stored. The rollup values of each
+report are read here (``FIELDS``, ``snapshot_values``, ``rollup_arrays``);
+the plpgsql function ``apply_rollups`` (``sql/0002_plans_and_rollups.sql``)
+takes them as parallel arrays, one element per report (a batch is up to
+``batch_max`` = 256), reduces them per (workspace, UTC day) and writes every
+rollup with one set-based statement per table: one call, plans cached per
+connection. The ingest writer (``collector.storage``) reaches it through
 ``write_batch`` (``sql/0004_write_batch.sql``), in the same statement as the
-insert.
+insert; ``apply_reports`` makes the call for any other caller (the tests).
 
 Rules
 -----
