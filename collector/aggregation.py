@@ -1,9 +1,15 @@
 """Rollups fed from storage: daily snapshots, monthly usage, term maxima, compliance.
 
-``apply_reports`` is called by ``collector.storage`` inside the transaction
-that stores the reports, so a rollup never counts a report that is not
-stored. It is set-based: one statement per table for the whole batch (up to
-``batch_max`` = 256 reports), never one round trip per report.
+The rollups are written in the transaction that stores the reports, so a
+rollup never counts a report that is not stored. The rollup values of each
+report are read here (``FIELDS``, ``snapshot_values``, ``rollup_arrays``);
+the plpgsql function ``apply_rollups`` (``sql/0002_plans_and_rollups.sql``)
+takes them as parallel arrays, one element per report (a batch is up to
+``batch_max`` = 256), reduces them per (workspace, UTC day) and writes every
+rollup with one set-based statement per table: one call, plans cached per
+connection. The ingest writer (``collector.storage``) reaches it through
+``write_batch`` (``sql/0004_write_batch.sql``), in the same statement as the
+insert; ``apply_reports`` makes the call for any other caller (the tests).
 
 Rules
 -----
@@ -23,8 +29,9 @@ Rules
 - Term maximum (``term_usage``, the true-up): max daily seats within the
   contract term; raised with ``greatest`` as days arrive, recomputed from the
   snapshots when a day's seats went down (a later record of the same day).
-- Compliance (``compliance_state``): re-evaluated for every touched
-  workspace from its latest snapshot (SQL function ``refresh_compliance``).
+- Compliance (``compliance_state``): re-evaluated from the latest snapshot
+  (SQL function ``refresh_compliance``) for every workspace whose latest
+  snapshot the batch wrote; a late record for an earlier day leaves it.
 
 Values (see ``FIELDS``): a missing, null, negative or non-numeric value is
 stored as NULL = unknown (ignored by maxima; the limit's status is
@@ -48,7 +55,6 @@ never recompute the same month or term from different snapshots.
 
 from __future__ import annotations
 
-from datetime import timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -101,110 +107,40 @@ def snapshot_values(categories: dict[str, dict]) -> dict[str, int | None]:
     }
 
 
-def _max(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)
+#: The rollup values of a report, in ``apply_rollups``' argument order.
+ROLLUP_COLUMNS = ("active_users", "active_guests", "private_apps", "marketplace_apps", "mac", "peak_connections")
+
+#: The SQL call folding a batch into the rollups: $1 lock namespace, $2 workspace
+#: ids, $3 createdAt, $4 report ids, $5..$10 the ROLLUP_COLUMNS (one element per report).
+APPLY_ROLLUPS_SQL = (
+    "SELECT apply_rollups($1, $2::uuid[], $3::timestamptz[], $4::uuid[], $5::bigint[], $6::bigint[],"
+    " $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])"
+)
 
 
-_COLUMNS = ("active_users", "active_guests", "private_apps", "marketplace_apps", "mac", "peak_connections")
+def rollup_arrays(categories: "list[dict[str, dict]]") -> list[list[int | None]]:
+    """The ROLLUP_COLUMNS of each report as parallel arrays (``apply_rollups``' $5..$10):
+    ``categories`` is one report's kept categories per element; None = unknown."""
+    values = [snapshot_values(c) for c in categories]
+    return [[v[col] for v in values] for col in ROLLUP_COLUMNS]
 
 
 async def apply_reports(conn: "asyncpg.Connection", reports: "list[StoredReport]") -> None:
     """Fold newly stored reports into the rollups (same transaction as the insert).
 
-    ``reports``: the reports stored by this batch (each stored once). Raises
-    asyncpg errors only (the caller sheds the whole batch on them).
+    ``reports``: the reports stored, each once, in the order received (on
+    equal createdAt the later one wins its day). One call of the SQL function
+    ``apply_rollups``, which reduces them per (workspace, UTC day) and writes
+    every rollup. The ingest writer makes the same call from ``write_batch``.
+    Raises asyncpg errors only (the caller sheds the whole batch on them).
     """
     if not reports:
         return
-    # Reduce the batch to one row per (workspace, UTC day): latest record wins,
-    # mac and peak keep the day's highest value.
-    days: dict[tuple, dict] = {}
-    # Stable sort: on equal createdAt the report received later (later in the batch) wins.
-    for r in sorted(reports, key=lambda r: r.created_at):
-        key = (r.workspace_id, r.created_at.astimezone(timezone.utc).date())
-        values = snapshot_values(r.categories)
-        prev = days.get(key)
-        row = {"created_at": r.created_at, "report_id": r.report_id, **values}
-        if prev is not None:
-            row["mac"] = _max(prev["mac"], values["mac"])
-            row["peak_connections"] = _max(prev["peak_connections"], values["peak_connections"])
-        days[key] = row
-    keys = sorted(days, key=lambda k: (str(k[0]), k[1]))
-    workspaces = sorted({k[0] for k in keys}, key=str)
-
     await conn.execute(
-        "SELECT pg_advisory_xact_lock($1, hashtext(w::text))"
-        " FROM (SELECT w FROM unnest($2::uuid[]) AS w ORDER BY hashtext(w::text)) s",
+        APPLY_ROLLUPS_SQL,
         LOCK_NAMESPACE,
-        workspaces,
+        [r.workspace_id for r in reports],
+        [r.created_at for r in reports],
+        [r.report_id for r in reports],
+        *rollup_arrays([r.categories for r in reports]),
     )
-    changed = await conn.fetch(
-        "WITH i AS (SELECT * FROM unnest($1::uuid[], $2::date[], $3::timestamptz[], $4::uuid[], $5::bigint[],"
-        "   $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])"
-        "   AS i(workspace_id, day, created_at, report_id, active_users, active_guests, private_apps,"
-        "        marketplace_apps, mac, peak_connections)),"
-        " old AS (SELECT d.workspace_id, d.day, d.active_users FROM daily_snapshots d"
-        "   JOIN i ON d.workspace_id = i.workspace_id AND d.day = i.day),"
-        " up AS (INSERT INTO daily_snapshots AS d SELECT * FROM i"
-        "   ON CONFLICT (workspace_id, day) DO UPDATE SET"
-        "   created_at = greatest(d.created_at, excluded.created_at),"
-        "   report_id = CASE WHEN excluded.created_at >= d.created_at THEN excluded.report_id ELSE d.report_id END,"
-        + ",".join(
-            f" {c} = CASE WHEN excluded.created_at >= d.created_at THEN excluded.{c} ELSE d.{c} END"
-            for c in ("active_users", "active_guests", "private_apps", "marketplace_apps")
-        )
-        + ", mac = CASE WHEN d.mac IS NULL OR excluded.mac > d.mac THEN excluded.mac ELSE d.mac END,"
-        " peak_connections = CASE WHEN d.peak_connections IS NULL OR excluded.peak_connections > d.peak_connections"
-        "   THEN excluded.peak_connections ELSE d.peak_connections END"
-        "   RETURNING d.workspace_id, d.day, d.active_users)"
-        " SELECT up.workspace_id, up.day, up.active_users, old.active_users AS old_active_users,"
-        "   old.day IS NOT NULL AS existed"
-        " FROM up LEFT JOIN old ON old.workspace_id = up.workspace_id AND old.day = up.day",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        *([days[k][c] for k in keys] for c in ("created_at", "report_id", *_COLUMNS)),
-    )
-
-    # Months touched: recompute from the daily snapshots (at most 31 rows each).
-    months = sorted({(k[0], k[1].replace(day=1)) for k in keys}, key=lambda m: (str(m[0]), m[1]))
-    await conn.execute(
-        "INSERT INTO monthly_usage AS m (workspace_id, month, max_seats, max_guests, mac, peak_connections,"
-        "   days_reported, last_report_at)"
-        " SELECT t.ws, t.month, max(d.active_users), max(d.active_guests), max(d.mac), max(d.peak_connections),"
-        "   count(*), max(d.created_at)"
-        " FROM unnest($1::uuid[], $2::date[]) AS t(ws, month)"
-        " JOIN daily_snapshots d ON d.workspace_id = t.ws"
-        "   AND d.day >= t.month AND d.day < (t.month + interval '1 month')::date"
-        " GROUP BY t.ws, t.month"
-        " ON CONFLICT (month, workspace_id) DO UPDATE SET max_seats = excluded.max_seats,"
-        "   max_guests = excluded.max_guests, mac = excluded.mac, peak_connections = excluded.peak_connections,"
-        "   days_reported = excluded.days_reported, last_report_at = excluded.last_report_at",
-        [m[0] for m in months],
-        [m[1] for m in months],
-    )
-
-    # Term maxima: raise with the new days in the term; recompute a workspace
-    # whose seats went down on some day (a later record of the same day).
-    went_down = {
-        r["workspace_id"]
-        for r in changed
-        if r["existed"] and r["old_active_users"] is not None
-        and (r["active_users"] is None or r["active_users"] < r["old_active_users"])
-    }
-    if went_down:
-        await conn.execute("SELECT refresh_term_usage($1::uuid[])", sorted(went_down, key=str))
-    rest = [r for r in changed if r["workspace_id"] not in went_down and r["active_users"] is not None]
-    if rest:
-        await conn.execute(
-            "UPDATE term_usage t SET max_seats = n.seats, max_seats_day = n.day"
-            " FROM (SELECT DISTINCT ON (c.ws) c.ws, c.seats, c.day"
-            "       FROM unnest($1::uuid[], $2::date[], $3::bigint[]) AS c(ws, day, seats)"
-            "       JOIN term_usage t ON t.workspace_id = c.ws AND c.day BETWEEN t.term_start AND t.term_end"
-            "       ORDER BY c.ws, c.seats DESC, c.day) n"
-            " WHERE t.workspace_id = n.ws AND (t.max_seats IS NULL OR n.seats > t.max_seats)",
-            [r["workspace_id"] for r in rest],
-            [r["day"] for r in rest],
-            [r["active_users"] for r in rest],
-        )
-
-    await conn.execute("SELECT refresh_compliance($1::uuid[], NULL)", workspaces)

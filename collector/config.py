@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     db_pool_max: int = 8
     queue_max: int = 2000  # reports waiting for a database write; beyond: 503 shed(overloaded)
     batch_max: int = 256  # reports written in one transaction (group commit)
+    writers: int = 1  # group-commit writer tasks per worker process (more: smaller batches, more CPU per report)
     retry_after_s: int = 5
     auth_cache_ttl_s: float = 5.0  # a revoked workspace token may work this long in another process; 0: no cache
     future_tolerance_s: int = 3600  # a record dated further in the future is refused

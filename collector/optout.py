@@ -14,11 +14,13 @@ switch the collection off while others may not"):
   enterprise: operational and product_analytics.
 - A workspace's switch (``workspaces.opt_out``) drops the allowed categories
   of every report from then on, before storage (``collector.storage`` reads
-  ``decisions`` inside the write transaction, so a report racing an
-  opt-out is either forgotten with the rest or stored without them).
-- Switching on forgets, in the same transaction, the rows already stored for
-  those categories (``report_data``) and writes an audit record: when, by
-  whom, which categories, how many rows; never a value.
+  the decisions inside its write transaction, SQL ``write_batch``, so a
+  report racing an opt-out is either forgotten with the rest or stored
+  without them).
+- Switching on forgets, in the same transaction, what was already stored for
+  those categories (their ``report_data`` columns are set to NULL) and writes
+  an audit record: when, by whom, which categories, how many reports had data
+  forgotten (``reports_affected``); never a value.
 - A plan or policy change re-evaluates (``reevaluate``): when the workspace's
   plan no longer allows any opt-out, the opt-out ends (audited); otherwise the
   workspace's choice stays and newly allowed categories are forgotten too.
@@ -91,22 +93,28 @@ class Decision:
     why: str = ""
 
 
+def decision(dropped: list[str] | None, plan: str | None, policy_source: str | None) -> Decision | None:
+    """The Decision for a workspace whose opt-out drops ``dropped`` (from SQL
+    ``opt_out_decisions``), None when it drops nothing."""
+    if not dropped:
+        return None
+    return Decision(
+        frozenset(dropped),
+        f"the workspace opted out; its plan '{plan}' allows it"
+        if policy_source == "plan"
+        else "the workspace opted out; its contract allows it",
+    )
+
+
 async def decisions(conn, workspace_ids: list[UUID]) -> dict[UUID, Decision]:
     """The opt-out decision for each workspace that is opted out, read under a
     share lock on its registry row (SQL ``opt_out_decisions``: the row cannot
     change before the caller's transaction ends). Workspaces not opted out
-    are absent from the answer."""
+    are absent from the answer. (The ingest writer reads the same decisions
+    inside its one statement, SQL ``write_batch``.)"""
     rows = await conn.fetch("SELECT * FROM opt_out_decisions($1::uuid[])", list(set(workspace_ids)))
-    return {
-        r["workspace_id"]: Decision(
-            frozenset(r["dropped"]),
-            f"the workspace opted out; its plan '{r['plan']}' allows it"
-            if r["policy_source"] == "plan"
-            else "the workspace opted out; its contract allows it",
-        )
-        for r in rows
-        if r["dropped"]
-    }
+    found = {r["workspace_id"]: decision(r["dropped"], r["plan"], r["policy_source"]) for r in rows}
+    return {ws: d for ws, d in found.items() if d}
 
 
 async def _lock(conn, workspace_ids: list[UUID] | None, mode: str) -> None:
@@ -125,32 +133,37 @@ async def _lock(conn, workspace_ids: list[UUID] | None, mode: str) -> None:
 
 
 async def _forget(conn, workspace_id: UUID, categories: list[str]) -> int:
-    if not categories:
+    """Forget the workspace's stored data of ``categories`` (optional ones only):
+    set those ``report_data`` columns to NULL. Returns how many reports had
+    data of them (0 when there was none left to forget)."""
+    cols = [c for c in OPTIONAL_CATEGORIES if c in categories]  # column names from the catalogue only
+    if not cols:
         return 0
     result = await conn.execute(
-        "DELETE FROM report_data WHERE workspace_id = $1 AND category = ANY($2::text[])",
+        f"UPDATE report_data SET {', '.join(f'{c} = NULL' for c in cols)}"
+        f" WHERE workspace_id = $1 AND ({' OR '.join(f'{c} IS NOT NULL' for c in cols)})",
         workspace_id,
-        categories,
     )
     return int(result.split()[-1])
 
 
 async def _audit(conn, actor: str, workspace_id: UUID | None, action: str, categories: list[str],
-                 rows_deleted: int = 0, reason: str | None = None) -> None:
+                 reports_affected: int = 0, reason: str | None = None) -> None:
     await conn.execute(
-        "INSERT INTO audit_log (actor, workspace_id, action, categories, rows_deleted, reason)"
+        "INSERT INTO audit_log (actor, workspace_id, action, categories, reports_affected, reason)"
         " VALUES ($1, $2, $3, $4, $5, $6)",
-        actor, workspace_id, action, categories, rows_deleted, reason,
+        actor, workspace_id, action, categories, reports_affected, reason,
     )
 
 
 async def set_opt_out(conn: asyncpg.Connection, workspace_id: UUID, opt_out: bool, actor: str) -> dict:
     """Switch the workspace's opt-out on or off, in one transaction.
 
-    On: forgets the stored rows of the allowed categories and audits
-    ``opt_out_set`` with the row count. Off: audits ``opt_out_cleared``; data
-    is kept again from the next report. Setting the current state again is a
-    no-op (no audit record). Returns ``status`` plus ``rows_deleted``.
+    On: forgets the stored data of the allowed categories and audits
+    ``opt_out_set`` with the number of reports that had some. Off: audits
+    ``opt_out_cleared``; data is kept again from the next report. Setting the
+    current state again is a no-op (no audit record). Returns ``status`` plus
+    ``reports_affected`` (reports whose optional data was forgotten now).
     Raises UnknownWorkspace; OptOutNotAllowed when switching on and the plan
     (or contract) allows no category.
     """
@@ -164,7 +177,7 @@ async def set_opt_out(conn: asyncpg.Connection, workspace_id: UUID, opt_out: boo
         )
         if row is None:
             raise UnknownWorkspace(str(workspace_id))
-        rows_deleted = 0
+        reports_affected = 0
         if opt_out and not row["allowed"]:
             raise OptOutNotAllowed(row["plan"])
         if opt_out != row["opt_out"]:
@@ -174,11 +187,11 @@ async def set_opt_out(conn: asyncpg.Connection, workspace_id: UUID, opt_out: boo
             )
             allowed = sorted(row["allowed"])
             if opt_out:
-                rows_deleted = await _forget(conn, workspace_id, allowed)
-                await _audit(conn, actor, workspace_id, "opt_out_set", allowed, rows_deleted)
+                reports_affected = await _forget(conn, workspace_id, allowed)
+                await _audit(conn, actor, workspace_id, "opt_out_set", allowed, reports_affected)
             else:
                 await _audit(conn, actor, workspace_id, "opt_out_cleared", allowed)
-        return {**await status(conn, workspace_id), "rows_deleted": rows_deleted}
+        return {**await status(conn, workspace_id), "reports_affected": reports_affected}
 
 
 async def reevaluate(conn: asyncpg.Connection, workspace_ids: list[UUID] | None, actor: str, reason: str) -> None:
@@ -188,7 +201,7 @@ async def reevaluate(conn: asyncpg.Connection, workspace_ids: list[UUID] | None,
     ``workspace_ids`` None means every opted-out workspace. A workspace whose
     plan no longer allows any opt-out has its opt-out ended (audited
     ``opt_out_ended``); one still opted out has the rows of every category it
-    now drops forgotten (audited ``data_forgotten`` when rows were deleted).
+    now drops forgotten (audited ``data_forgotten`` when some report had data of them).
     """
     await _lock(conn, sorted(set(workspace_ids)) if workspace_ids is not None else None, "UPDATE")
     rows = await conn.fetch(
@@ -204,9 +217,9 @@ async def reevaluate(conn: asyncpg.Connection, workspace_ids: list[UUID] | None,
             )
             await _audit(conn, actor, ws, "opt_out_ended", [], 0, reason)
         else:
-            deleted = await _forget(conn, ws, allowed)
-            if deleted:
-                await _audit(conn, actor, ws, "data_forgotten", allowed, deleted, reason)
+            affected = await _forget(conn, ws, allowed)
+            if affected:
+                await _audit(conn, actor, ws, "data_forgotten", allowed, affected, reason)
 
 
 async def set_contract_policy(conn: asyncpg.Connection, workspace_id: UUID, categories: list[str] | None, actor: str) -> dict:
@@ -229,7 +242,8 @@ async def set_contract_policy(conn: asyncpg.Connection, workspace_id: UUID, cate
 
 async def audit_listing(conn, *, workspace_id: UUID | None = None, limit: int = 100) -> list[dict]:
     """Audit records, newest first: ``{"audit_id", "at", "actor", "workspace_id",
-    "action", "categories", "rows_deleted", "reason"}`` (no values)."""
+    "action", "categories", "reports_affected", "reason"}`` (no values;
+    ``reports_affected``: how many reports had data forgotten by the action)."""
     rows = await conn.fetch(
         "SELECT * FROM audit_log WHERE ($1::uuid IS NULL OR workspace_id = $1)"
         " ORDER BY at DESC, audit_id DESC LIMIT $2",
@@ -243,7 +257,7 @@ async def audit_listing(conn, *, workspace_id: UUID | None = None, limit: int = 
             "workspace_id": str(r["workspace_id"]) if r["workspace_id"] else None,
             "action": r["action"],
             "categories": list(r["categories"]),
-            "rows_deleted": r["rows_deleted"],
+            "reports_affected": r["reports_affected"],
             "reason": r["reason"],
         }
         for r in rows

@@ -1,12 +1,15 @@
 """Storage of accepted reports, with group commit.
 
 Requests hand their checked report to ``ReportWriter.submit`` and wait; a few
-writer tasks take what is queued (up to ``batch_max`` at once) and write it in
-ONE transaction: the ``reports`` rows, one ``report_data`` row per kept data
-category, and the rollups (``collector.aggregation.apply_reports``, same
-transaction, so a rollup never counts a report that is not stored). Only
-after COMMIT does each waiting request get its outcome and receipt: nothing is
-acknowledged before it is durable.
+writer tasks (``writers``) take what is queued (up to ``batch_max`` at once)
+and write it in ONE transaction, which is ONE statement and one round trip
+(SQL function ``write_batch``, ``sql/0004_write_batch.sql``): the opt-out
+decisions, the ``reports`` rows, their ``report_data`` rows (one per report,
+one json column per data category; NULL: not kept), and the rollups
+(``apply_rollups``, see ``collector.aggregation``; same transaction, so a
+rollup never counts a report that is not stored). Only after COMMIT does
+each waiting request get its outcome and receipt: nothing is acknowledged
+before it is durable.
 
 Idempotency: a record is identified by (workspace, HMAC-SHA256(secret, _id)).
 The same record sent again is not stored again; it ends ``duplicate`` and gets
@@ -35,6 +38,7 @@ import asyncpg
 import orjson
 
 from collector import aggregation, metrics, optout
+from collector.catalogue import CATEGORIES
 from collector.db import UNAVAILABLE_ERRORS
 from collector.logs import log
 from collector.outcomes import ACCEPTED, DUPLICATE, Outcome, Reason, Refusal
@@ -54,6 +58,11 @@ async def load_secret(conn: asyncpg.Connection, name: str) -> bytes:
 def record_key(secret: bytes, record_id: str) -> bytes:
     """HMAC-SHA256 of the record's ``_id``: stable per record, reveals nothing of it."""
     return hmac.new(secret, record_id.encode(), hashlib.sha256).digest()
+
+
+def _json_or_none(data: dict | None) -> str | None:
+    """A category's fields as compact JSON text (a ``report_data`` column), None when not kept."""
+    return None if data is None else orjson.dumps(data).decode()
 
 
 @dataclass
@@ -101,7 +110,7 @@ class ReportWriter:
         *,
         queue_max: int = 2000,
         batch_max: int = 256,
-        writers: int = 2,
+        writers: int = 1,
     ):
         self._pool = pool
         self._signer = signer
@@ -175,85 +184,66 @@ class ReportWriter:
                     self._queue.task_done()
 
     async def _write(self, batch: list[PendingReport]) -> list[Receipt]:
+        """Store a batch in ONE statement, the SQL function ``write_batch``
+        (``sql/0004_write_batch.sql``): opt-out decisions under a share lock of
+        the workspaces' registry rows, reports and report_data (categories the
+        opt-out drops stored as NULL), rollups, and the stored id and receipt of
+        each record. Sent outside any explicit transaction, that statement is its
+        own transaction: ``fetch`` returns only once PostgreSQL has committed it,
+        so nothing is acknowledged before it is durable.
+
+        Returns one Receipt per report of ``batch``, in order. Raises asyncpg
+        errors (nothing of the batch was committed).
+        """
         now = datetime.now(timezone.utc)
-        # The first of several identical records in one batch is the one stored.
+        # The first of several identical records in one batch is the one stored;
+        # the others are answered like it, as duplicates.
         first: dict[tuple[UUID, bytes], int] = {}
         for i, r in enumerate(batch):
             first.setdefault((r.workspace_id, r.record_key), i)
-        fresh = sorted(first.values())
-        ids = {i: uuid.uuid4() for i in fresh}
-        receipts = {
-            i: self._signer.sign(batch[i].workspace_id, ids[i], batch[i].created_at, now) for i in fresh
-        }
-        async with self._pool.acquire() as conn, conn.transaction():
-            # The opt-out policy, read under a share lock of each workspace's
-            # registry row: an opt-out committing meanwhile waits for this batch
-            # (and then forgets its optional rows), or this batch sees it.
-            opt_outs = await optout.decisions(conn, [r.workspace_id for r in batch])
-            for r in batch:
-                r.opt_out = opt_outs.get(r.workspace_id)
-                if r.opt_out:
-                    r.categories = {c: d for c, d in r.categories.items() if c not in r.opt_out.dropped}
-            data_rows = [
-                (ids[i], cat, batch[i].workspace_id, orjson.dumps(data).decode())
-                for i in fresh
-                for cat, data in batch[i].categories.items()
-            ]
-            # One statement (one round trip): the reports, and the data rows of
-            # those that were new (a duplicate's data rows are discarded).
-            inserted = {
-                row["report_id"]
-                for row in await conn.fetch(
-                    "WITH ins AS ("
-                    " INSERT INTO reports (report_id, workspace_id, record_key, created_at,"
-                    " received_at, rc_version, catalogue_version, receipt)"
-                    " SELECT r.id, r.ws, r.k, r.c, $5::timestamptz, r.v, $7::text, r.receipt FROM"
-                    " unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::timestamptz[], $6::text[], $8::text[])"
-                    " AS r(id, ws, k, c, v, receipt)"
-                    " ON CONFLICT (workspace_id, record_key) DO NOTHING RETURNING report_id),"
-                    " data AS ("
-                    " INSERT INTO report_data (report_id, category, workspace_id, data)"
-                    " SELECT d.id, d.cat, d.ws, d.d::jsonb FROM"
-                    " unnest($9::uuid[], $10::text[], $11::uuid[], $12::text[]) AS d(id, cat, ws, d)"
-                    " WHERE d.id IN (SELECT report_id FROM ins))"
-                    " SELECT report_id FROM ins",
-                    [ids[i] for i in fresh],
-                    [batch[i].workspace_id for i in fresh],
-                    [batch[i].record_key for i in fresh],
-                    [batch[i].created_at for i in fresh],
-                    now,
-                    [batch[i].rc_version for i in fresh],
-                    self._catalogue_version,
-                    [receipts[i] for i in fresh],
-                    [r[0] for r in data_rows],
-                    [r[1] for r in data_rows],
-                    [r[2] for r in data_rows],
-                    [r[3] for r in data_rows],
-                )
-            }
-            stored = [
-                StoredReport(ids[i], batch[i].workspace_id, batch[i].created_at, batch[i].categories)
-                for i in fresh
-                if ids[i] in inserted
-            ]
-            if stored:
-                await aggregation.apply_reports(conn, stored)
-            existing: dict[tuple[UUID, bytes], Receipt] = {}
-            if len(stored) < len(batch):
-                for row in await conn.fetch(
-                    "SELECT r.workspace_id, r.record_key, r.report_id, r.receipt FROM reports r"
-                    " JOIN unnest($1::uuid[], $2::bytea[]) AS k(ws, key)"
-                    " ON r.workspace_id = k.ws AND r.record_key = k.key",
-                    [r.workspace_id for r in batch],
-                    [r.record_key for r in batch],
-                ):
-                    existing[(row["workspace_id"], row["record_key"])] = Receipt(
-                        DUPLICATE, row["report_id"], row["receipt"]
-                    )
+        fresh = [batch[i] for i in sorted(first.values())]
+        ids = [uuid.uuid4() for _ in fresh]
+        receipts = [self._signer.sign(r.workspace_id, rid, r.created_at, now) for r, rid in zip(fresh, ids)]
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                _WRITE_BATCH_SQL,
+                now,
+                self._catalogue_version,
+                aggregation.LOCK_NAMESPACE,
+                ids,
+                [r.workspace_id for r in fresh],
+                [r.record_key for r in fresh],
+                [r.created_at for r in fresh],
+                [r.rc_version for r in fresh],
+                receipts,
+                *([_json_or_none(r.categories.get(cat)) for r in fresh] for cat in CATEGORIES),
+                *aggregation.rollup_arrays([r.categories for r in fresh]),
+            )
+        if len(rows) != len(fresh):  # every record is stored, by this batch or before it
+            raise RuntimeError(f"write_batch answered {len(rows)} rows for {len(fresh)} records")
+        answers: dict[tuple[UUID, bytes], Receipt] = {}
+        for r, row in zip(fresh, rows):
+            opt_out = optout.decision(row["dropped"], row["plan"], row["policy_source"])
+            outcome = ACCEPTED if row["accepted"] else DUPLICATE
+            answers[(r.workspace_id, r.record_key)] = Receipt(outcome, row["report_id"], row["receipt"], opt_out)
         results = []
         for i, r in enumerate(batch):
-            if i in ids and ids[i] in inserted:
-                results.append(Receipt(ACCEPTED, ids[i], receipts[i], r.opt_out))
-            else:
-                results.append(replace(existing[(r.workspace_id, r.record_key)], opt_out=r.opt_out))
+            answer = answers[(r.workspace_id, r.record_key)]
+            if first[(r.workspace_id, r.record_key)] != i:  # a repeat within the batch
+                answer = replace(answer, outcome=DUPLICATE)
+            r.opt_out = answer.opt_out
+            results.append(answer)
         return results
+
+
+#: The writer's one statement (``sql/0004_write_batch.sql``): $1 received_at,
+#: $2 catalogue version, $3 rollup lock namespace, $4..$9 the reports
+#: (id, workspace, record key, createdAt, rc version, receipt), $10..$13 the
+#: categories as JSON text (``CATEGORIES`` order; NULL: not kept), $14..$19
+#: the rollup values (``aggregation.ROLLUP_COLUMNS``).
+_WRITE_BATCH_SQL = (
+    "SELECT report_id, receipt, accepted, dropped, plan, policy_source FROM write_batch("
+    "$1::timestamptz, $2::text, $3::integer, $4::uuid[], $5::uuid[], $6::bytea[], $7::timestamptz[],"
+    " $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"
+    " $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[])"
+)

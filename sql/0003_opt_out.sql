@@ -31,7 +31,8 @@ FROM workspaces w
 JOIN contracts c ON c.workspace_id = w.workspace_id
 JOIN plans p ON p.plan = c.plan;
 
--- Who changed what about a workspace's data, and how many rows it deleted:
+-- Who changed what about a workspace's data, and how many reports had data
+-- forgotten by it (their category columns in report_data set to NULL):
 -- never a value.
 CREATE TABLE audit_log (
     audit_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -40,13 +41,13 @@ CREATE TABLE audit_log (
     workspace_id uuid REFERENCES workspaces (workspace_id),
     action text NOT NULL,               -- opt_out_set, opt_out_cleared, opt_out_ended, data_forgotten, policy_changed
     categories text[] NOT NULL DEFAULT '{}',
-    rows_deleted integer NOT NULL DEFAULT 0,
+    reports_affected integer NOT NULL DEFAULT 0,
     reason text
 );
 CREATE INDEX audit_log_workspace ON audit_log (workspace_id, at DESC);
 CREATE INDEX audit_log_at ON audit_log (at DESC);
 
--- The ingest writer's opt-out read, in one round trip: share-lock the
+-- The ingest writer's opt-out read (called by write_batch, 0004): share-lock the
 -- registry rows (in id order: no deadlock between lockers), THEN read the
 -- policy in a later statement. In a VOLATILE function under READ COMMITTED
 -- each statement takes a new snapshot, so the read sees any opt-out the lock

@@ -145,7 +145,8 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
                 secret = await storage.load_secret(conn, "record_key")
             signer = ReceiptSigner.from_file(settings.resolved_signing_key_file, settings.receipt_issuer)
             writer = storage.ReportWriter(
-                pool, signer, CATALOGUE_VERSION, queue_max=settings.queue_max, batch_max=settings.batch_max
+                pool, signer, CATALOGUE_VERSION, queue_max=settings.queue_max, batch_max=settings.batch_max,
+                writers=settings.writers,
             )
             writer.start()
             principals = PrincipalCache(settings.auth_cache_ttl_s)
