@@ -52,6 +52,7 @@ class Refused(Exception):
 _REFUSED = Refused()
 _ABSENT = object()
 _CI = {c: i for i, c in enumerate(CATEGORIES)}
+assert len(CATEGORIES) == 4  # the generated code names the category dicts o0..o3
 
 
 # ---------------------------------------------------------------------------------
@@ -103,26 +104,27 @@ def _build_tree() -> tuple[Node, tuple[Field, ...]]:
 
 def _columns(node: Node) -> tuple[tuple[str, str], ...]:
     """Flat keys a list item of ``node`` (an object) can produce, in catalogue order."""
-    out: list[tuple[str, str]] = []
-    for child in node.children.values():
-        f = child.field
-        if f.identifying:
-            continue
-        if child.kind == "scalar":
-            out.append(child.key)
-        elif child.kind == "object":
-            out.extend(_columns(child))
-        elif child.kind == "list":
-            assert child.item is not None
-            if child.item.field.identifying:
-                continue
-            if child.item.kind == "scalar":
-                out.append((child.item.field.category, f.path))
-            else:
-                out.extend(_columns(child.item))
-        else:  # maps inside list items would make keys data-dependent
-            raise ValueError(f"catalogue: map {f.path!r} inside a list item is not supported")
-    return tuple(out)
+    return tuple(col for child in node.children.values() for col in _child_columns(child))
+
+
+def _child_columns(child: Node) -> tuple[tuple[str, str], ...]:
+    """The ``(category, flat key)`` columns one child of a list item produces."""
+    f = child.field
+    if f.identifying:
+        return ()
+    if child.kind == "scalar":
+        return (child.key,)
+    if child.kind == "object":
+        return _columns(child)
+    if child.kind == "list":
+        assert child.item is not None
+        if child.item.field.identifying:
+            return ()
+        if child.item.kind == "scalar":
+            return ((child.item.field.category, f.path),)
+        return _columns(child.item)
+    # maps inside list items would make keys data-dependent
+    raise ValueError(f"catalogue: map {f.path!r} inside a list item is not supported")
 
 
 # ---------------------------------------------------------------------------------
@@ -270,12 +272,15 @@ def _object_walker(node: Node) -> Callable[[Any, tuple[dict, ...], set[str]], No
 
 
 def _object_block(node: Node, depth: int, check_only: bool, ns: dict[str, Any], lines: list[str],
-                  out: str = "out") -> None:
+                  cols: dict[str, str] | None = None) -> None:
     """Source checking the object ``d{depth}``: one block per catalogue child, in catalogue
     order; scalars inline (see :func:`_rule`), nested objects as nested blocks, lists and
-    maps by their ``walk`` (given ``out``). Kept values go to ``o{category index}[flat key]``
-    (``row[flat key]`` when ``out`` is ``"row"``), identifying paths to ``dropped``;
-    ``check_only`` (inside an identifying object) keeps nothing."""
+    maps by their ``walk``. Kept values go to ``o{category index}[flat key]``, identifying
+    paths to ``dropped``; ``check_only`` (inside an identifying object) keeps nothing.
+
+    In a list item, ``cols`` maps each column's flat key to the name of the ``append`` of
+    its list: every item then appends exactly one value to every column (``None`` for an
+    absent or null value, the ``walk`` result of a nested list)."""
     d, v = f"d{depth}", f"d{depth + 1}"
     names = f"N{len(ns)}"
     ns[names] = frozenset(node.children)
@@ -284,18 +289,25 @@ def _object_block(node: Node, depth: int, check_only: bool, ns: dict[str, Any], 
     for name, child in node.children.items():
         cf = child.field
         keep = not (check_only or child.ident)
+        # appends of None for the columns of this child when it is absent or null (list items only)
+        nones = [f"{cols[key]}(None)" for _cat, key in _child_columns(child)] if keep and cols is not None else []
+        null = ["    else:", "        raise REFUSED"] if not cf.nullable else ["    else:"] + ["        " + n for n in nones] if nones else []
         lines += [f"{v} = {d}.get({name!r}, ABSENT)", f"if {v} is not ABSENT:"]
         if child.kind == "object":
             body: list[str] = []
-            _object_block(child, depth + 1, not keep, ns, body, out)
-            lines += [f"    if {v} is not None:"] + ["        " + b for b in body]
-            lines += [] if cf.nullable else ["    else:", "        raise REFUSED"]
+            _object_block(child, depth + 1, not keep, ns, body, cols)
+            lines += [f"    if {v} is not None:"] + ["        " + b for b in body] + null
         elif child.kind != "scalar":
-            fn = f"c{len(ns)}"
+            fn = f"w{len(ns)}"
             ns[fn] = child.walk if keep else child.validate
-            call = f"{fn}({v}, {'(row, row, row, row)' if out == 'row' else out}, dropped)" if keep else f"{fn}({v})"
-            lines += [f"    if {v} is not None:", f"        {call}"]
-            lines += [] if cf.nullable else ["    else:", "        raise REFUSED"]
+            if not keep:
+                call = [f"{fn}({v})"]
+            elif cols is None:
+                call = [f"{fn}({v}, out, dropped)"]
+            else:  # the nested list's walk stores its columns in a scratch dict
+                call = ["t = {}", f"{fn}({v}, (t, t, t, t), dropped)"]
+                call += [f"{cols[key]}(t[{key!r}])" for _cat, key in _child_columns(child)]
+            lines += [f"    if {v} is not None:"] + ["        " + c for c in call] + null
         else:
             h = f"h{len(ns)}"
             test, value, ns[h] = _rule(cf)
@@ -303,12 +315,18 @@ def _object_block(node: Node, depth: int, check_only: bool, ns: dict[str, Any], 
             if not keep:
                 lines += [f"    if not ({test}{f' or {v} is None' if cf.nullable else ''}):", "        raise REFUSED"]
             else:
-                target = f"{'row' if out == 'row' else f'o{_CI[child.key[0]]}'}[{child.key[1]!r}]"
-                lines += [f"    if {test}:", f"        {target} = {value}"]
-                lines += [f"    elif {v} is None:", f"        {target} = None"] if cf.nullable else []
+                if cols is None:
+                    target = f"o{_CI[child.key[0]]}[{child.key[1]!r}]"
+                    store, store_none = f"{target} = {value}", f"{target} = None"
+                else:
+                    store, store_none = f"{cols[child.key[1]]}({value})", f"{cols[child.key[1]]}(None)"
+                lines += [f"    if {test}:", f"        {store}"]
+                lines += [f"    elif {v} is None:", f"        {store_none}"] if cf.nullable else []
                 lines += ["    else:", "        raise REFUSED"]
         if child.ident and not check_only:
             lines.append(f"    dropped.add({cf.path!r})")
+        if nones:
+            lines += ["else:"] + ["    " + n for n in nones]
     for name, child in node.children.items():
         if child.field.required:
             lines += [f"if {name!r} not in {d}:", "    raise REFUSED"]
@@ -319,57 +337,67 @@ def _object_block(node: Node, depth: int, check_only: bool, ns: dict[str, Any], 
 # ---------------------------------------------------------------------------------
 
 def _list_walker(node: Node) -> Callable[[Any, tuple[dict, ...], set[str]], None]:
-    """``walk(v, out, dropped)`` for a list node: identifying items are checked and the item
-    path recorded as dropped; scalar items kept as one list under the list's path; object
-    items column-wise (``node.item.columns``), ``None`` where an item lacks a column."""
+    """Generate ``walk(v, out, dropped)`` for a list node. Object items: :func:`_rows_walker`.
+    Scalar items are checked inline (:func:`_rule`) and kept as one list under the list's
+    path; identifying items are checked and the item path recorded as dropped."""
     item = node.item
     assert item is not None
-    path = node.field.path
-    if item.ident:
-        check = item.check if item.kind == "scalar" else item.validate
-        item_path = item.field.path
-
-        def identifying(v: Any, out: tuple[dict, ...], dropped: set[str]) -> None:
-            if type(v) is not list or len(v) > MAX_LIST_ITEMS:
-                raise _REFUSED
-            for x in v:
-                check(x)
-            dropped.add(item_path)
-        return identifying
-    if item.kind == "scalar":
-        check, ci = item.check, _CI[item.field.category]
-
-        def scalars(v: Any, out: tuple[dict, ...], dropped: set[str]) -> None:
-            if type(v) is not list or len(v) > MAX_LIST_ITEMS:
-                raise _REFUSED
-            out[ci][path] = [check(x) for x in v]
-        return scalars
-    return _rows_walker(node)
-
-
-def _rows_walker(node: Node) -> Callable[[Any, tuple[dict, ...], set[str]], None]:
-    """Generate ``walk(v, out, dropped)`` for a list of objects: each item is checked by its
-    object block (:func:`_object_block`) into a row dict, then each column of
-    ``node.item.columns`` is stored as the list of the rows' values (``None`` where absent)."""
-    item = node.item
-    assert item is not None
+    if item.kind == "object" and not item.ident:
+        return _rows_walker(node)
     ns: dict[str, Any] = {}
-    body: list[str] = []
-    _object_block(item, 1, False, ns, body, out="row")
     lines = [
         "def walk(v, out, dropped):",
         f"    if type(v) is not list or len(v) > {MAX_LIST_ITEMS}:",
         "        raise REFUSED",
-        "    rows = []",
+    ]
+    if item.kind == "object":  # identifying
+        ns["check"] = item.validate
+        lines += ["    for x in v:", "        check(x)"]
+    else:
+        test, value, ns["h"] = _rule(item.field)
+        test, value = (re.sub(r"\bv\b", "x", text) for text in (test, value))
+        null = " or x is None" if item.field.nullable else ""
+        if item.ident:
+            lines += ["    for x in v:", f"        if not ({test}{null}):", "            raise REFUSED"]
+        else:
+            lines += [
+                "    kept = []",
+                "    for x in v:",
+                f"        if {test}:",
+                f"            kept.append({value})",
+                *(["        elif x is None:", "            kept.append(None)"] if null else []),
+                "        else:",
+                "            raise REFUSED",
+                f"    out[{_CI[item.field.category]}][{node.field.path!r}] = kept",
+            ]
+    if item.ident:
+        lines.append(f"    dropped.add({item.field.path!r})")
+    return _define("\n".join(lines) + "\n", node.field.path, ns, "walk")
+
+
+def _rows_walker(node: Node) -> Callable[[Any, tuple[dict, ...], set[str]], None]:
+    """Generate ``walk(v, out, dropped)`` for a list of objects: one list per column of
+    ``node.item.columns``, each item checked by its object block (:func:`_object_block`)
+    appending one value to every column (``None`` where the item has none)."""
+    item = node.item
+    assert item is not None
+    ns: dict[str, Any] = {}
+    cols = {key: f"a{j}" for j, (_cat, key) in enumerate(item.columns)}
+    body: list[str] = []
+    _object_block(item, 1, False, ns, body, cols)
+    lines = [
+        "def walk(v, out, dropped):",
+        f"    if type(v) is not list or len(v) > {MAX_LIST_ITEMS}:",
+        "        raise REFUSED",
+        *[f"    l{j} = []; a{j} = l{j}.append" for j in range(len(cols))],
         "    for d1 in v:",
-        "        row = {}",
         "        if d1 is not None:",
         *["            " + b for b in body],
-        *([] if item.field.nullable else ["        else:", "            raise REFUSED"]),
-        "        rows.append(row)",
+        *(["        else:"] + [f"            a{j}(None)" for j in range(len(cols))] if item.field.nullable else
+          ["        else:", "            raise REFUSED"]),
     ]
-    for cat, key in item.columns:
-        lines.append(f"    out[{_CI[cat]}][{key!r}] = [r.get({key!r}) for r in rows]")
+    for j, (cat, key) in enumerate(item.columns):
+        lines.append(f"    out[{_CI[cat]}][{key!r}] = l{j}")
     return _define("\n".join(lines) + "\n", node.field.path, ns, "walk")
 
 
@@ -479,7 +507,7 @@ def flatten(doc: Any) -> tuple[dict[str, dict[str, object]], tuple[str, ...], st
     Raises :class:`Refused` or :class:`privacy.RuleViolation` at the first value
     not accepted (without saying which: pydantic does that).
     """
-    out: tuple[dict, ...] = tuple({} for _ in CATEGORIES)
+    out: tuple[dict, ...] = ({}, {}, {}, {})  # one per CATEGORIES entry, o0..o3 in the generated code
     dropped: set[str] = set()
     ROOT.walk(doc, out, dropped)
     for parts, derivations in _DERIVED_PLAN:

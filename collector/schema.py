@@ -11,6 +11,12 @@ are not numbers and numbers are not booleans; kept strings must pass the rules
 of :mod:`collector.privacy`. Violations name a path and a reason code, never a
 value (map keys appear as ``{}``).
 
+Two implementations of one rule set, both built from the same catalogue tree
+(:mod:`collector.fastpath`): the fast path checks and flattens an accepted
+record in one pass; the pydantic model here is the source of the published JSON
+Schema and of the violations of a refused record (``tests/test_fastpath.py``
+checks that they accept the same records).
+
 Regenerate the checked-in JSON Schema after changing the catalogue::
 
     uv run python -m collector.schema > schemas/report.schema.json
