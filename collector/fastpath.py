@@ -150,9 +150,10 @@ def _timestamp(empty_ok: bool) -> Callable[[str], str | None]:
     return timestamp
 
 
-def _rule(f: Field) -> tuple[str, str, Any]:
+def _rule(f: Field) -> tuple[str, str, dict[str, Any]]:
     """How a value of scalar field ``f`` is accepted, as Python source over ``v``:
-    ``(test, kept value, helper)``; the source calls ``helper`` as ``h``.
+    ``(test, kept value, helpers)``; the source names ``helpers`` ``h`` (a rule) and
+    ``s`` (a set of strings the rule keeps as they are).
 
     ``test`` is True exactly when the pydantic annotation accepts a non-null ``v``
     (strict types, bounds, lengths); ``h`` may still raise
@@ -163,33 +164,45 @@ def _rule(f: Field) -> tuple[str, str, Any]:
     typ = f.type
     if f.identifying:  # a loose check only, the value is dropped
         return {
-            "integer": ("type(v) is int", "v", None),
-            "number": ("type(v) is int or (type(v) is float and h(v))", "v", math.isfinite),
-            "boolean": ("v is True or v is False", "v", None),
-        }.get(typ, (f"type(v) is str and len(v) <= {IDENTIFYING_STRING_MAX}", "v", None))
+            "integer": ("type(v) is int", "v", {}),
+            "number": ("type(v) is int or (type(v) is float and h(v))", "v", {"h": math.isfinite}),
+            "boolean": ("v is True or v is False", "v", {}),
+        }.get(typ, (f"type(v) is str and len(v) <= {IDENTIFYING_STRING_MAX}", "v", {}))
     if typ == "integer" and f.or_false:
-        return f"v is False or (type(v) is int and {lo} <= v <= {hi})", "v", None
+        return f"v is False or (type(v) is int and {lo} <= v <= {hi})", "v", {}
     if typ == "integer" and f.values is not None:
-        return "type(v) is int and (int, v) in h", "v", privacy.typed_values(f.values)
+        return "type(v) is int and (int, v) in s", "v", {"s": privacy.typed_values(f.values)}
     if typ == "integer":
-        return f"type(v) is int and {lo} <= v <= {hi}", "v", None
+        return f"type(v) is int and {lo} <= v <= {hi}", "v", {}
     if typ == "number":  # strict float takes ints; NaN and infinities fail the bounds
-        return f"(type(v) is float or type(v) is int) and {lo} <= v <= {hi}", "float(v)", None
+        return f"(type(v) is float or type(v) is int) and {lo} <= v <= {hi}", "float(v)", {}
     if typ == "boolean":
-        return "v is True or v is False", "v", None
+        return "v is True or v is False", "v", {}
     if typ == "datetime":
-        return f"type(v) is str and len(v) <= {TIMESTAMP_MAX}", "h(v)", _timestamp(f.empty_ok)
+        return f"type(v) is str and len(v) <= {TIMESTAMP_MAX}", "h(v)", {"h": _timestamp(f.empty_ok)}
     if f.values is not None and typ in ("string", "scalar"):
         allowed = privacy.typed_values(f.values)
         rule = _cached(lambda v: privacy.check_enumeration(v, allowed, f.on_unknown))
+        # allow-listed strings are kept as they are: no call for them
+        helpers = {"h": rule, "s": frozenset(v for v in f.values if type(v) is str)}
         if typ == "scalar":
-            return f"(type(v) is str and len(v) <= {KEPT_STRING_MAX}) or v is True or v is False", "h(v)", rule
-        return f"type(v) is str and len(v) <= {f.max_length or KEPT_STRING_MAX}", "h(v)", rule
+            return (f"(type(v) is str and len(v) <= {KEPT_STRING_MAX}) or v is True or v is False",
+                    "v if v in s else h(v)", helpers)
+        return f"type(v) is str and len(v) <= {f.max_length or KEPT_STRING_MAX}", "v if v in s else h(v)", helpers
     if typ == "string" and f.pattern is not None:
         rx = re.compile(f.pattern)
         rule = _cached(lambda v: privacy.check_version(v, rx))
-        return f"type(v) is str and len(v) <= {f.max_length or KEPT_STRING_MAX}", "h(v)", rule
+        return f"type(v) is str and len(v) <= {f.max_length or KEPT_STRING_MAX}", "h(v)", {"h": rule}
     raise ValueError(f"catalogue: no rule to keep string field {f.path!r} (give it values or a pattern)")
+
+
+def _bind(texts: tuple[str, ...], v: str, helpers: dict[str, Any], suffix: str,
+          ns: dict[str, Any]) -> tuple[str, ...]:
+    """``_rule`` source with the value named ``v`` and each helper ``name`` as ``name + suffix`` in ``ns``."""
+    for name, helper in helpers.items():
+        ns[name + suffix] = helper
+        texts = tuple(re.sub(rf"\b{name}\b", name + suffix, t) for t in texts)
+    return tuple(re.sub(r"\bv\b", v, t) for t in texts)
 
 
 def _scalar_check(f: Field) -> Callable[[Any], Any]:
@@ -197,10 +210,10 @@ def _scalar_check(f: Field) -> Callable[[Any], Any]:
 
     Raises :class:`Refused` or :class:`privacy.RuleViolation`.
     """
-    test, value, helper = _rule(f)
+    test, value, helpers = _rule(f)
     null = "    if v is None:\n        return None\n" if f.nullable else ""
     source = f"def check(v):\n    if {test}:\n        return {value}\n{null}    raise REFUSED\n"
-    return _define(source, f.path, {"h": helper}, "check")
+    return _define(source, f.path, helpers, "check")
 
 
 def _define(source: str, path: str, ns: dict[str, Any], name: str) -> Callable[..., Any]:
@@ -309,9 +322,8 @@ def _object_block(node: Node, depth: int, check_only: bool, ns: dict[str, Any], 
                 call += [f"{cols[key]}(t[{key!r}])" for _cat, key in _child_columns(child)]
             lines += [f"    if {v} is not None:"] + ["        " + c for c in call] + null
         else:
-            h = f"h{len(ns)}"
-            test, value, ns[h] = _rule(cf)
-            test, value = (re.sub(r"\bv\b", v, re.sub(r"\bh\b", h, text)) for text in (test, value))
+            test, value, helpers = _rule(cf)
+            test, value = _bind((test, value), v, helpers, str(len(ns)), ns)
             if not keep:
                 lines += [f"    if not ({test}{f' or {v} is None' if cf.nullable else ''}):", "        raise REFUSED"]
             else:
@@ -354,8 +366,8 @@ def _list_walker(node: Node) -> Callable[[Any, tuple[dict, ...], set[str]], None
         ns["check"] = item.validate
         lines += ["    for x in v:", "        check(x)"]
     else:
-        test, value, ns["h"] = _rule(item.field)
-        test, value = (re.sub(r"\bv\b", "x", text) for text in (test, value))
+        test, value, helpers = _rule(item.field)
+        test, value = _bind((test, value), "x", helpers, "", ns)
         null = " or x is None" if item.field.nullable else ""
         if item.ident:
             lines += ["    for x in v:", f"        if not ({test}{null}):", "            raise REFUSED"]
