@@ -19,6 +19,7 @@ import ipaddress
 import re
 from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 _EMAIL = re.compile(r"[^\s@<>()\[\],;:\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+")
 _URL = re.compile(r"(?i)(?:\b[a-z][a-z0-9+.-]{1,15}://|\bwww\.)\S")
@@ -201,6 +202,13 @@ def check_language_code(key: str, pattern: re.Pattern[str]) -> str:
     raise RuleViolation(detect(key) or "not_a_language_code")
 
 
+@lru_cache(maxsize=64)
+def _zone(sign: str, hours: str, minutes: str) -> timezone:
+    """The fixed-offset zone of a ``GMT+hhmm`` suffix (``timezone.utc`` for ``+0000``)."""
+    offset = timedelta(hours=int(hours), minutes=int(minutes)) * (1 if sign == "+" else -1)
+    return timezone.utc if not offset else timezone(offset)
+
+
 def parse_timestamp(value: str, *, empty_ok: bool = False) -> datetime | None:
     """Parse a Rocket.Chat timestamp into an aware UTC :class:`datetime`.
 
@@ -218,9 +226,8 @@ def parse_timestamp(value: str, *, empty_ok: bool = False) -> datetime | None:
     if m:
         mon, day, year, hh, mm, ss, sign, oh, om = m.groups()
         try:
-            offset = timedelta(hours=int(oh), minutes=int(om)) * (1 if sign == "+" else -1)
             dt = datetime(int(year), _MONTHS[mon], int(day), int(hh), int(mm), int(ss),
-                          tzinfo=timezone(offset))
+                          tzinfo=_zone(sign, oh, om))
         except ValueError:
             dt = None
     else:

@@ -11,6 +11,12 @@ are not numbers and numbers are not booleans; kept strings must pass the rules
 of :mod:`collector.privacy`. Violations name a path and a reason code, never a
 value (map keys appear as ``{}``).
 
+Two implementations of one rule set, both built from the same catalogue tree
+(:mod:`collector.fastpath`): the fast path checks and flattens an accepted
+record in one pass; the pydantic model here is the source of the published JSON
+Schema and of the violations of a refused record (``tests/test_fastpath.py``
+checks that they accept the same records).
+
 Regenerate the checked-in JSON Schema after changing the catalogue::
 
     uv run python -m collector.schema > schemas/report.schema.json
@@ -37,8 +43,18 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from . import privacy
-from .catalogue import CATALOGUE_VERSION, CATEGORIES, FIELDS, PATTERNS, Field
+from . import fastpath, privacy
+from .catalogue import CATALOGUE_VERSION, FIELDS, PATTERNS, Field
+from .fastpath import (
+    ANY_KEY_MAX,
+    IDENTIFYING_STRING_MAX,
+    KEPT_STRING_MAX,
+    MAX_LIST_ITEMS,
+    MAX_MAP_KEYS,
+    MAX_SAFE_INTEGER,
+    TIMESTAMP_MAX,
+    Node as _Node,
+)
 
 __all__ = [
     "CheckedReport",
@@ -50,15 +66,6 @@ __all__ = [
 ]
 
 MAX_VIOLATIONS = 100
-MAX_LIST_ITEMS = 4096        # os.cpus, session aggregates, omnichannel sources...
-MAX_MAP_KEYS = 512           # userLanguages, custom OAuth providers
-KEPT_STRING_MAX = 64         # enumerations and versions
-TIMESTAMP_MAX = 100          # Date.toString() with a long time-zone name
-IDENTIFYING_STRING_MAX = 4096  # statsToken is a ~1 KB JWT
-#: JavaScript's Number.MAX_SAFE_INTEGER: a Rocket.Chat server (Node.js) cannot
-#: send a larger integer exactly, so a larger one is refused (and the rollups'
-#: bigint columns can always hold what is accepted).
-MAX_SAFE_INTEGER = 2**53 - 1
 #: Every field name of the catalogue (path segments): the only unknown keys a
 #: violation path may show.
 _CATALOGUE_NAMES = frozenset(
@@ -174,62 +181,6 @@ def _rule(fn):
     return run
 
 
-class _Node:
-    __slots__ = ("field", "kind", "children", "item", "key", "columns", "ident")
-
-    def __init__(self, field: Field) -> None:
-        self.field = field
-        self.ident = field.identifying
-        self.kind = field.type if field.type in ("object", "list", "map") else "scalar"
-        self.children: dict[str, _Node] = {}
-        self.item: _Node | None = None
-        self.key = (field.category, field.store_as or field.path)
-        self.columns: tuple[tuple[str, str], ...] = ()
-
-
-def _build_tree() -> tuple[_Node, list[Field]]:
-    root = _Node(Field(path="", type="object", nullable=False, cls="structure", category="operational",
-                       since="0.51", until=None, meaning="A Rocket.Chat statistics record"))
-    nodes = {"": root}
-    derived: list[Field] = []
-    for f in FIELDS:
-        if f.derived:
-            derived.append(f)
-            continue
-        node = _Node(f)
-        nodes[f.path] = node
-        parent = nodes[f.parent]
-        if f.path.endswith("[]") or f.path.endswith(".{}"):
-            parent.item = node
-        else:
-            parent.children[f.path.rsplit(".", 1)[-1]] = node
-    return root, derived
-
-
-def _columns(node: _Node) -> tuple[tuple[str, str], ...]:
-    """Flat keys a list item of ``node`` (an object) can produce, in catalogue order."""
-    out: list[tuple[str, str]] = []
-    for child in node.children.values():
-        f = child.field
-        if f.identifying:
-            continue
-        if child.kind == "scalar":
-            out.append(child.key)
-        elif child.kind == "object":
-            out.extend(_columns(child))
-        elif child.kind == "list":
-            assert child.item is not None
-            if child.item.field.identifying:
-                continue
-            if child.item.kind == "scalar":
-                out.append((child.item.field.category, f.path))
-            else:
-                out.extend(_columns(child.item))
-        else:  # maps inside list items would make keys data-dependent
-            raise ValueError(f"catalogue: map {f.path!r} inside a list item is not supported")
-    return tuple(out)
-
-
 def _model_name(path: str) -> str:
     name = re.sub(r"[^0-9A-Za-z]+", "_", path.replace("[]", "_item").replace("{}", "_value")).strip("_")
     return "Report" + ("_" + name if name else "")
@@ -319,25 +270,14 @@ def _annotation(node: _Node) -> Any:
             key_ann = Annotated[str, PydField(max_length=KEPT_STRING_MAX),
                                 AfterValidator(_rule(lambda k, _rx=rx: privacy.check_language_code(k, _rx)))]
         else:
-            key_ann = Annotated[str, PydField(max_length=256)]
+            key_ann = Annotated[str, PydField(max_length=ANY_KEY_MAX)]
         ann = Annotated[dict[key_ann, _annotation(node.item)], PydField(max_length=MAX_MAP_KEYS)]
     else:
         ann = _scalar_annotation(f)
     return Optional[ann] if f.nullable else ann
 
 
-def _prepare(node: _Node) -> None:
-    if node.kind == "list" and node.item is not None and node.item.kind == "object":
-        node.item.columns = _columns(node.item)
-    for child in node.children.values():
-        _prepare(child)
-    if node.item is not None:
-        _prepare(node.item)
-
-
-_ROOT, _DERIVED = _build_tree()
-_prepare(_ROOT)
-ReportModel: type[BaseModel] = _annotation(_ROOT)
+ReportModel: type[BaseModel] = _annotation(fastpath.ROOT)
 
 
 # ---------------------------------------------------------------------------------
@@ -354,7 +294,7 @@ def _safe_key(key: Any) -> str:
 
 
 def _loc_to_path(loc: tuple[Any, ...]) -> str:
-    node: _Node | None = _ROOT
+    node: _Node | None = fastpath.ROOT
     out = ""
     i = 0
     while i < len(loc):
@@ -398,79 +338,6 @@ def _violations(exc: ValidationError) -> list[Violation]:
 
 
 # ---------------------------------------------------------------------------------
-# Flattening
-# ---------------------------------------------------------------------------------
-
-def _collect(value: Any, node: _Node, acc: dict[tuple[str, str], Any], dropped: set[str]) -> None:
-    if node.ident:
-        dropped.add(node.field.path)
-        return
-    kind = node.kind
-    if kind == "scalar":
-        acc[node.key] = value
-        return
-    if value is None:
-        return
-    f = node.field
-    if kind == "object":
-        children = node.children
-        for k, v in value.items():
-            child = children[k]
-            if child.kind == "scalar" and not child.ident:
-                acc[child.key] = v
-            else:
-                _collect(v, child, acc, dropped)
-    elif kind == "list":
-        item = node.item
-        if item.field.identifying:
-            dropped.add(item.field.path)
-        elif item.kind == "scalar":
-            acc[(item.field.category, f.path)] = list(value)
-        else:
-            rows = []
-            for v in value:
-                row: dict[tuple[str, str], Any] = {}
-                _collect(v, item, row, dropped)
-                rows.append(row)
-            for col in item.columns:
-                acc[col] = [row.get(col) for row in rows]
-    else:  # map with validated language-code keys
-        cat = node.item.field.category
-        for k, v in value.items():
-            acc[(cat, f"{f.path}.{k}")] = v
-
-
-def _source(data: dict[str, Any], path: str) -> Any:
-    cur: Any = data
-    for part in path.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
-
-
-def _derive(f: Field, data: dict[str, Any]) -> int | None:
-    src = _source(data, f.source or "")
-    if src is None:
-        return None
-    items = list(src.values()) if isinstance(src, dict) and f.op != "sub" else src
-    if f.op == "len":
-        return len(src)
-    if f.op == "sum":
-        return sum(i.get(f.field) for i in items if isinstance(i, dict) and type(i.get(f.field)) is int)
-    if f.op == "count_true":
-        return sum(1 for i in items if isinstance(i, dict) and i.get(f.field) is True)
-    if f.op == "count_eq":
-        return sum(1 for i in items if isinstance(i, dict) and i.get(f.field) == f.equals)
-    if f.op == "sub":
-        a, b = (src.get(x) for x in f.fields or ())
-        if type(a) is int and type(b) is int:
-            return max(a - b, 0)
-        return None
-    raise ValueError(f.op)
-
-
-# ---------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------
 
@@ -482,35 +349,28 @@ def check_report(doc: object) -> CheckedReport:
     violation found (at most :data:`MAX_VIOLATIONS`), never echoing a value.
     ``_id`` and ``createdAt`` are required; every other catalogue field is
     optional because Rocket.Chat versions differ (0.x to 8.x).
+
+    The check and the flattening are one pass of :func:`collector.fastpath.flatten`;
+    only a record it refuses is validated by the pydantic model, for the violations.
     """
     if not isinstance(doc, dict):
         raise SchemaViolation([Violation("$", "not_an_object", MESSAGES["not_an_object"])])
     try:
-        model = ReportModel.model_validate(doc)
-    except ValidationError as exc:
-        raise SchemaViolation(_violations(exc)) from None
-    data = model.model_dump(by_alias=True, exclude_unset=True)
-    acc: dict[tuple[str, str], Any] = {}
-    dropped: set[str] = set()
-    _collect(data, _ROOT, acc, dropped)
-    for f in _DERIVED:
-        value = _derive(f, data)
-        if value is not None:
-            acc[(f.category, f.path)] = value
-    categories: dict[str, dict[str, object]] = {c: {} for c in CATEGORIES}
-    for (cat, key), value in acc.items():
-        categories[cat][key] = value
-    created_at = datetime.fromisoformat(data["createdAt"])
+        categories, dropped, created_at, version = fastpath.flatten(doc)
+    except (fastpath.Refused, privacy.RuleViolation):
+        try:
+            ReportModel.model_validate(doc)
+        except ValidationError as exc:
+            raise SchemaViolation(_violations(exc)) from None
+        # Both are built from the same catalogue fields: reaching this line is a bug.
+        raise RuntimeError("privacy gate: the fast path refused a record the pydantic model accepts") from None
     return CheckedReport(
         record_id=doc["_id"],
-        created_at=created_at,
-        version=data.get("version"),
+        created_at=datetime.fromisoformat(created_at),
+        version=version,
         categories=categories,
-        dropped=tuple(p for p in _ORDER if p in dropped),
+        dropped=dropped,
     )
-
-
-_ORDER = tuple(f.path for f in FIELDS)
 
 
 def json_schema() -> dict:
