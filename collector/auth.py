@@ -15,12 +15,13 @@ malformed, unknown and revoked tokens are not told apart.
 
 Workspace tokens are looked up in the database once and then kept in a small
 per-process cache (``PrincipalCache``, keyed by the token's SHA-256) for at
-most ``COLLECTOR_AUTH_CACHE_TTL_S`` seconds (default 5; 0 turns it off).
+most ``COLLECTOR_AUTH_CACHE_TTL_S`` seconds (default 60; 0 turns it off).
 Revocation: rotate and revoke NOTIFY ``collector_tokens`` with the
 workspace id when they commit; every serving process LISTENs and drops that
 workspace's cached tokens at once (other ``--workers`` and the ``collector
 workspace revoke`` command included). The TTL is only the bound should a
-process lose its listening connection.
+process lose its listening connection unnoticed: when asyncpg reports the
+connection lost, the process stops caching at once.
 Operator tokens and unknown tokens are never cached.
 """
 
@@ -90,6 +91,10 @@ class PrincipalCache:
     def put(self, digest: bytes, principal: "Principal") -> None:
         if self._cache is not None and principal.kind == "workspace":
             self._cache[digest] = principal
+
+    def suspend(self) -> None:
+        """Stop caching (and forget everything): revocations can no longer be heard."""
+        self._cache = None
 
     def forget_workspace(self, workspace_id: UUID) -> None:
         """Drop every cached token of ``workspace_id`` (after a rotate or revoke here)."""

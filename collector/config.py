@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     batch_max: int = 256  # reports written in one transaction (group commit)
     writers: int = 1  # group-commit writer tasks per worker process (more: smaller batches, more CPU per report)
     retry_after_s: int = 5
-    auth_cache_ttl_s: float = 5.0  # a revoked workspace token may work this long in another process; 0: no cache
+    # Workspace token cache, evicted at once by revocation NOTIFYs; the TTL bounds only a
+    # listener connection lost without asyncpg noticing. 0: no cache.
+    auth_cache_ttl_s: float = 60.0
     future_tolerance_s: int = 3600  # a record dated further in the future is refused
     stale_after_s: int = 48 * 3600
     log_level: str = "INFO"

@@ -430,3 +430,30 @@ async def test_operator_tokens_are_listed_by_reference_and_revoked(service):
         assert r.status == 401
     async with service.http.post(f"{service.url}/api/v1/operator-tokens/000000000000/revoke", headers=admin_headers()) as r:
         assert r.status == 404
+
+
+async def test_token_cache_stops_when_revocations_can_no_longer_be_heard(database_url, tmp_path, db, report_870):
+    """A revocation written without NOTIFY (as if the notification were lost) is
+    served from the cache while the listener lives; once the listener connection
+    is gone the process stops caching and the revocation holds at once."""
+    svc = await start_service(make_settings(tmp_path), database_url)
+    try:
+        ws = await svc.register()
+        assert (await svc.post_report(ws["token"], report_870))[0] == 200  # now cached
+        await db.execute("UPDATE tokens SET revoked_at = now() WHERE workspace_id = $1::uuid", ws["workspace_id"])
+        report_870["_id"] = "cached-1"
+        assert (await svc.post_report(ws["token"], report_870))[0] == 200  # cached: no NOTIFY was sent
+        killed = await db.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN %collector_tokens%' AND pid <> pg_backend_pid()"
+        )
+        assert killed >= 1
+        for _ in range(50):  # the loss reaches the process asynchronously
+            report_870["_id"] = f"after-loss-{_}"
+            status = (await svc.post_report(ws["token"], report_870))[0]
+            if status == 401:
+                break
+            await asyncio.sleep(0.05)
+        assert status == 401
+    finally:
+        await stop_service(svc)

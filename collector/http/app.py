@@ -100,7 +100,7 @@ class RevocationListener:
     """A dedicated connection LISTENing on ``collector_tokens``: every rotate or
     revoke (any process, the CLI included) NOTIFYs the workspace id on commit,
     and this process drops that workspace's cached tokens. Should the
-    connection be lost, the cache's TTL remains the bound."""
+    connection be lost, the process stops caching tokens."""
 
     def __init__(self, principals: PrincipalCache):
         self._principals = principals
@@ -122,7 +122,10 @@ class RevocationListener:
         self._principals.forget_workspace(UUID(payload))
 
     def _on_lost(self, _conn) -> None:
-        log.warning("revocation_listener_lost")
+        # Revocations can no longer be heard: stop caching rather than serve a
+        # revoked token for up to the TTL.
+        self._principals.suspend()
+        log.warning("revocation_listener_lost", token_cache="suspended")
 
 
 def make_app(settings: Settings, database_url: str) -> web.Application:
