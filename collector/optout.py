@@ -106,17 +106,6 @@ def decision(dropped: list[str] | None, plan: str | None, policy_source: str | N
     )
 
 
-async def decisions(conn, workspace_ids: list[UUID]) -> dict[UUID, Decision]:
-    """The opt-out decision for each workspace that is opted out, read under a
-    share lock on its registry row (SQL ``opt_out_decisions``: the row cannot
-    change before the caller's transaction ends). Workspaces not opted out
-    are absent from the answer. (The ingest writer reads the same decisions
-    inside its one statement, SQL ``write_batch``.)"""
-    rows = await conn.fetch("SELECT * FROM opt_out_decisions($1::uuid[])", list(set(workspace_ids)))
-    found = {r["workspace_id"]: decision(r["dropped"], r["plan"], r["policy_source"]) for r in rows}
-    return {ws: d for ws, d in found.items() if d}
-
-
 async def _lock(conn, workspace_ids: list[UUID] | None, mode: str) -> None:
     """Lock the registry rows (mode SHARE or UPDATE), in workspace id order so that
     concurrent lockers cannot deadlock. ``None``: every opted-out workspace.

@@ -75,7 +75,6 @@ class PendingReport:
     rc_version: str | None
     categories: dict[str, dict]
     future: asyncio.Future = field(repr=False, default=None)  # type: ignore[assignment]
-    opt_out: optout.Decision | None = None  # set by the writer when the opt-out dropped categories
 
 
 @dataclass(frozen=True)
@@ -231,7 +230,6 @@ class ReportWriter:
             answer = answers[(r.workspace_id, r.record_key)]
             if first[(r.workspace_id, r.record_key)] != i:  # a repeat within the batch
                 answer = replace(answer, outcome=DUPLICATE)
-            r.opt_out = answer.opt_out
             results.append(answer)
         return results
 
