@@ -37,8 +37,9 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from collector import billing, compliance, db
 from collector.http.common import json_body
+from collector.ops import database as db
+from collector.usage import billing, compliance
 
 DB_NAME = "collector_bench"
 

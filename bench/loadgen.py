@@ -34,7 +34,6 @@ import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,8 +82,8 @@ class Bodies:
 
 def floor_rate(bodies: Bodies, n: int = 3000) -> float:
     """Reports/s to only parse and validate the same bodies in this one process."""
-    from collector import decoding
-    from collector.schema import check_report
+    from collector.gate.model import check_report
+    from collector.ingest import decoding
 
     raw = [bodies.body(i) for i in range(n)]
     t = time.perf_counter()

@@ -25,7 +25,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector.schema import SchemaViolation, check_report  # noqa: E402
+from collector.gate.model import SchemaViolation, check_report  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 

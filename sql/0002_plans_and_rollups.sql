@@ -238,7 +238,7 @@ END
 $$;
 
 COMMENT ON COLUMN compliance_state.limits IS
-    'compact JSON {kind: {value, max, percent, status, since}}, kinds in collector.plans.LIMIT_KINDS order';
+    'compact JSON {kind: {value, max, percent, status, since}}, kinds in collector.accounts.plans.LIMIT_KINDS order';
 
 -- Recompute term_usage of the given workspaces from daily_snapshots.
 CREATE FUNCTION refresh_term_usage(ws uuid[]) RETURNS void
@@ -263,7 +263,7 @@ $$;
 -- Fold one batch of stored reports into the rollups, in one call (one round
 -- trip; plpgsql: every statement is planned once per connection). Called
 -- inside the transaction that stored the reports (write_batch, 0004; or
--- collector.aggregation.apply_reports). The b_ arrays are parallel, ONE
+-- collector.usage.rollups.apply_reports). The b_ arrays are parallel, ONE
 -- element per stored report, in the order received; a NULL count is unknown.
 --   1. a transaction advisory lock (lock_ns, hashtext(workspace)) per
 --      workspace, taken in hash order (no deadlock between writers);

@@ -1,4 +1,4 @@
--- The ingest writer's batch (collector.storage.ReportWriter) in ONE call.
+-- The ingest writer's batch (collector.ingest.writer.ReportWriter) in ONE call.
 --
 -- Sent on its own (no explicit transaction), the call is one statement and so
 -- its own transaction: PostgreSQL commits it before it answers, and the
@@ -16,7 +16,7 @@
 --   r_billing, r_compliance, r_operational, r_product_analytics
 --                 each category's fields as compact JSON text
 --   r_active_users .. r_peak_connections
---                 the rollup values (collector.aggregation.ROLLUP_COLUMNS)
+--                 the rollup values (collector.usage.rollups.ROLLUP_COLUMNS)
 -- Steps:
 --   1. the opt-out decisions (opt_out_decisions: share-lock the workspaces'
 --      registry rows, then read the policy), held until the commit;

@@ -9,8 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-
-from collector.catalogue import BY_PATH, FIELDS
+from collector.gate.catalogue import BY_PATH, FIELDS
 
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 

@@ -7,9 +7,17 @@ import io
 import uuid
 from datetime import date, datetime, timezone
 
-from collector import aggregation, billing
-from collector.storage import StoredReport
-from tests.conftest import admin_headers, get_json, make_report, operator_headers, post_ok, put_contract
+from collector.usage import billing
+from collector.usage import rollups as aggregation
+from collector.usage.rollups import StoredReport
+from tests.conftest import (
+    admin_headers,
+    get_json,
+    make_report,
+    operator_headers,
+    post_ok,
+    put_contract,
+)
 
 
 def row_of(answer: dict, workspace_id: str) -> dict:

@@ -6,7 +6,13 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from tests.conftest import get_json, make_report, operator_headers, post_ok, put_contract
+from tests.conftest import (
+    get_json,
+    make_report,
+    operator_headers,
+    post_ok,
+    put_contract,
+)
 
 
 def iso(t: datetime) -> str:

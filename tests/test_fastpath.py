@@ -1,4 +1,4 @@
-"""The fast path (collector.fastpath) accepts exactly what the pydantic model accepts.
+"""The fast path (collector.gate.fastpath) accepts exactly what the pydantic model accepts.
 
 check_report trusts the fast path for accepted records and asks pydantic only
 for the violations of refused ones, so the two must agree on every record:
@@ -10,14 +10,23 @@ import copy
 import math
 
 import pytest
+from catalogue_helpers import (
+    PER_VERSION,
+    REAL,
+    _tokens,
+    catalogue_walk,
+    load,
+    maximal_record,
+    set_path,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from collector import fastpath, privacy
-from collector.catalogue import FIELDS
-from collector.schema import ReportModel, check_report
-from catalogue_helpers import PER_VERSION, REAL, _tokens, catalogue_walk, load, maximal_record, set_path
+from collector.gate import fastpath
+from collector.gate import rules as privacy
+from collector.gate.catalogue import FIELDS
+from collector.gate.model import ReportModel, check_report
 
 _DOCS = {name: load(name) for name in REAL + PER_VERSION}
 _DOCS["maximal"] = maximal_record()

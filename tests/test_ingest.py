@@ -7,10 +7,10 @@ import gzip
 import zlib
 
 import brotli
-from backports import zstd
 import jwt
 import orjson
 import pytest
+from backports import zstd
 from jwt import PyJWKSet
 
 from tests.conftest import admin_headers, make_settings, start_service, stop_service

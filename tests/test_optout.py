@@ -7,7 +7,14 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from tests.conftest import admin_headers, get_json, make_report, operator_headers, post_ok, put_contract
+from tests.conftest import (
+    admin_headers,
+    get_json,
+    make_report,
+    operator_headers,
+    post_ok,
+    put_contract,
+)
 
 OPTIONAL = ["operational", "product_analytics"]
 

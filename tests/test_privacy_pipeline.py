@@ -11,12 +11,11 @@ from __future__ import annotations
 import copy
 import io
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector import logs
+from collector.ops import logs
 from tests.conftest import load_fixture
 
 PLANTS = st.one_of(

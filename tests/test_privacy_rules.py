@@ -1,4 +1,4 @@
-"""String privacy rules (collector.privacy) and the planted-identifier property of check_report."""
+"""String privacy rules (collector.gate.rules) and the planted-identifier property of check_report."""
 
 import copy
 import re
@@ -7,14 +7,14 @@ from datetime import datetime, timezone
 
 import orjson
 import pytest
+from catalogue_helpers import REAL, catalogue_walk, load, set_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector import privacy
-from collector.catalogue import PATTERNS
-from collector.privacy import RuleViolation
-from collector.schema import SchemaViolation, check_report
-from catalogue_helpers import REAL, catalogue_walk, load, set_path
+from collector.gate import rules as privacy
+from collector.gate.catalogue import PATTERNS
+from collector.gate.model import SchemaViolation, check_report
+from collector.gate.rules import RuleViolation
 
 # --- detectors -------------------------------------------------------------------------
 

@@ -6,19 +6,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from collector import catalogue, schema
-from collector.catalogue import (
-    BY_PATH,
-    CATEGORIES,
-    CONTRACT_CATEGORIES,
-    FIELDS,
-    OPTIONAL_CATEGORIES,
-    CatalogueError,
-    format_catalogue,
-    load_catalogue,
-)
-from collector.schema import MESSAGES, CheckedReport, SchemaViolation, Violation, check_report, json_schema
 from catalogue_helpers import (
     PER_VERSION,
     REAL,
@@ -28,6 +15,27 @@ from catalogue_helpers import (
     maximal_record,
     scalars,
     set_path,
+)
+
+from collector.gate import catalogue
+from collector.gate import model as schema
+from collector.gate.catalogue import (
+    BY_PATH,
+    CATEGORIES,
+    CONTRACT_CATEGORIES,
+    FIELDS,
+    OPTIONAL_CATEGORIES,
+    CatalogueError,
+    format_catalogue,
+    load_catalogue,
+)
+from collector.gate.model import (
+    MESSAGES,
+    CheckedReport,
+    SchemaViolation,
+    Violation,
+    check_report,
+    json_schema,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -404,13 +412,13 @@ def test_json_schema_lists_exactly_the_catalogue_paths():
 
 def test_checked_in_json_schema_matches_the_code():
     """Fails when schemas/report.schema.json drifts: regenerate with
-    `uv run python -m collector.schema > schemas/report.schema.json`."""
+    `uv run python -m collector.gate.model > schemas/report.schema.json`."""
     text = (ROOT / "schemas" / "report.schema.json").read_text(encoding="utf-8")
     assert text == json.dumps(json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def test_catalogue_file_is_canonically_formatted():
-    """One field per line: fix with `uv run python -m collector.catalogue fmt`."""
+    """One field per line: fix with `uv run python -m collector.gate.catalogue fmt`."""
     text = catalogue.CATALOGUE_PATH.read_text(encoding="utf-8")
     assert format_catalogue(json.loads(text)) == text
     lines = text.splitlines()

@@ -1,4 +1,4 @@
-"""JSON rendered by PostgreSQL (collector.sqljson): exact, escaped, independent of session settings."""
+"""JSON rendered by PostgreSQL (collector.ops.sqljson): exact, escaped, independent of session settings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncpg
 import orjson
 import pytest
 
-from collector import sqljson
+from collector.ops import sqljson
 
 SPEC = {
     "id": ("uuid", "$1::uuid"),

@@ -13,8 +13,17 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector import auth, quarantine, workspaces
-from collector.http.common import BadRequest, json_response, operator, parse_body, parse_query, state
+from collector.accounts import tokens as auth
+from collector.accounts import workspaces
+from collector.http.common import (
+    BadRequest,
+    json_response,
+    operator,
+    parse_body,
+    parse_query,
+    state,
+)
+from collector.ingest import quarantine
 
 routes = web.RouteTableDef()
 

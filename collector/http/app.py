@@ -9,7 +9,6 @@ Routes:
   /api/v1/plans..., /api/v1/workspaces/{id}/contract (operator)   collector.http.plans
   /api/v1/compliance... (operator 'compliance')                   collector.http.compliance
   /api/v1/billing/consumption (operator 'billing')                collector.http.billing
->>>>>>> billing
   GET /.well-known/jwks.json         public key of the receipts
   GET /healthz                       the process is up
   GET /readyz                        the database answers (503 otherwise)
@@ -20,22 +19,35 @@ from __future__ import annotations
 
 import asyncio
 import time
-from uuid import UUID
-
-import asyncpg
 
 from aiohttp import web
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
-from collector import auth, db, metrics, storage
-from collector.auth import Forbidden, PrincipalCache, Unauthorized
-from collector.catalogue import CATALOGUE_VERSION
+from collector.accounts import (
+    Forbidden,
+    PrincipalCache,
+    RevocationListener,
+    Unauthorized,
+    UnknownWorkspace,
+)
 from collector.config import Settings
+from collector.gate import CATALOGUE_VERSION
 from collector.http import admin, billing, compliance, ingest, optout, plans, published
-from collector.http.common import STATE, BadRequest, State, error_response, json_response
-from collector.logs import log
-from collector.receipts import ReceiptSigner
-from collector.workspaces import UnknownWorkspace
+from collector.http.common import (
+    STATE,
+    BadRequest,
+    State,
+    error_response,
+    json_response,
+)
+from collector.ingest import Ingest, ReceiptSigner, ReportWriter, load_secret
+from collector.ops import database as db
+from collector.ops import log, metrics
 
 
 @web.middleware
@@ -96,38 +108,6 @@ async def jwks(request: web.Request) -> web.Response:
     return json_response(request.app[STATE].signer.jwks())
 
 
-class RevocationListener:
-    """A dedicated connection LISTENing on ``collector_tokens``: every rotate or
-    revoke (any process, the CLI included) NOTIFYs the workspace id on commit,
-    and this process drops that workspace's cached tokens. Should the
-    connection be lost, the process stops caching tokens."""
-
-    def __init__(self, principals: PrincipalCache):
-        self._principals = principals
-        self._conn: asyncpg.Connection | None = None
-
-    async def start(self, database_url: str) -> None:
-        if not self._principals.enabled:
-            return
-        self._conn = await asyncpg.connect(database_url)
-        await self._conn.add_listener(auth.REVOCATION_CHANNEL, self._on_notify)
-        self._conn.add_termination_listener(self._on_lost)
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            self._conn.remove_termination_listener(self._on_lost)
-            await self._conn.close()
-
-    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
-        self._principals.forget_workspace(UUID(payload))
-
-    def _on_lost(self, _conn) -> None:
-        # Revocations can no longer be heard: stop caching rather than serve a
-        # revoked token for up to the TTL.
-        self._principals.suspend()
-        log.warning("revocation_listener_lost", token_cache="suspended")
-
-
 def make_app(settings: Settings, database_url: str) -> web.Application:
     """Build the application. On startup it connects to ``database_url`` (retrying
     for up to 30 s), applies migrations and starts the group-commit writer."""
@@ -145,9 +125,9 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
         try:
             async with pool.acquire() as conn:
                 await db.migrate(conn)
-                secret = await storage.load_secret(conn, "record_key")
+                secret = await load_secret(conn, "record_key")
             signer = ReceiptSigner.from_file(settings.resolved_signing_key_file, settings.receipt_issuer)
-            writer = storage.ReportWriter(
+            writer = ReportWriter(
                 pool, signer, CATALOGUE_VERSION, queue_max=settings.queue_max, batch_max=settings.batch_max,
                 writers=settings.writers,
             )
@@ -155,7 +135,9 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
             principals = PrincipalCache(settings.auth_cache_ttl_s)
             listener = RevocationListener(principals)
             await listener.start(database_url)
-            app[STATE] = State(settings, pool, signer, writer, secret, CATALOGUE_VERSION, principals)
+            app[STATE] = State(settings, pool, signer, writer, principals, Ingest(
+                settings=settings, pool=pool, writer=writer, principals=principals, record_secret=secret,
+                catalogue_version=CATALOGUE_VERSION))
             yield
             await writer.stop()
             await listener.close()

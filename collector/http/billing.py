@@ -1,4 +1,4 @@
-"""Billing reads (operator role ``billing``; see ``collector.billing``).
+"""Billing reads (operator role ``billing``; see ``collector.usage.billing``).
 
   GET /api/v1/billing/consumption?period=YYYY-MM     (or ?from=YYYY-MM-DD&to=YYYY-MM-DD, inclusive)
       JSON by default; CSV with ``Accept: text/csv``.
@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from collector import billing
+from collector.accounts import Invalid
 from collector.http.common import BadRequest, json_body, operator, state
-from collector.plans import Invalid
+from collector.usage import billing
 
 routes = web.RouteTableDef()
 

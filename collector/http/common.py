@@ -10,10 +10,9 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from collector.auth import Principal, PrincipalCache, Unauthorized, authenticate, bearer
+from collector.accounts import Principal, PrincipalCache, Unauthorized, tokens
 from collector.config import Settings
-from collector.receipts import ReceiptSigner
-from collector.storage import ReportWriter
+from collector.ingest import Ingest, ReceiptSigner, ReportWriter
 
 
 @dataclass
@@ -22,9 +21,8 @@ class State:
     pool: asyncpg.Pool
     signer: ReceiptSigner
     writer: ReportWriter
-    record_secret: bytes
-    catalogue_version: str
     principals: PrincipalCache
+    ingest: Ingest
 
 
 STATE = web.AppKey("state", State)
@@ -68,8 +66,8 @@ def error_response(
 async def principal(request: web.Request) -> Principal:
     """Authenticate the request's bearer token. Raises Unauthorized."""
     st = state(request)
-    token = bearer(request.headers.get("Authorization"))
-    return await authenticate(st.pool, token, st.settings.admin_token, st.principals)
+    token = tokens.bearer(request.headers.get("Authorization"))
+    return await tokens.authenticate(st.pool, token, st.settings.admin_token, st.principals)
 
 
 async def operator(request: web.Request, role: str) -> Principal:

@@ -1,4 +1,4 @@
-"""Compliance reads (operator role ``compliance``; see ``collector.compliance``).
+"""Compliance reads (operator role ``compliance``; see ``collector.usage.compliance``).
 
   GET /api/v1/compliance[?status=ok|near|at|over|unknown|stale]  -> {"workspaces": [...]}
   GET /api/v1/compliance/{workspace_id}                          -> one workspace (limits with behavior)
@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from collector import compliance
 from collector.http.admin import workspace_id_of
 from collector.http.common import BadRequest, json_body, json_response, operator, state
+from collector.usage import compliance
 
 routes = web.RouteTableDef()
 

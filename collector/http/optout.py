@@ -1,4 +1,4 @@
-"""Opt-out API (rules in ``collector.optout``).
+"""Opt-out API (rules in ``collector.accounts.optout``).
 
   GET /api/v1/workspaces/self                   workspace token: its plan and opt-out status
   PUT /api/v1/workspaces/self/opt-out           workspace token: {"opt_out": true|false}
@@ -18,10 +18,18 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector import optout
-from collector.auth import Principal
+from collector.accounts import Principal, optout
 from collector.http.admin import workspace_id_of
-from collector.http.common import BadRequest, error_response, json_response, operator, parse_body, parse_query, principal, state
+from collector.http.common import (
+    BadRequest,
+    error_response,
+    json_response,
+    operator,
+    parse_body,
+    parse_query,
+    principal,
+    state,
+)
 
 routes = web.RouteTableDef()
 

@@ -1,4 +1,4 @@
-"""Operator API: the plan catalogue and the workspaces' contracts (``collector.plans``).
+"""Operator API: the plan catalogue and the workspaces' contracts (``collector.accounts.plans``).
 
   GET  /api/v1/plans                           any operator role
   GET  /api/v1/plans/{plan}                    any operator role
@@ -18,11 +18,16 @@ from datetime import date
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector import plans
-from collector.auth import Forbidden
+from collector.accounts import Forbidden, UnknownPlan, plans
 from collector.http.admin import workspace_id_of
-from collector.http.common import BadRequest, json_response, operator, parse_body, principal, state
-from collector.workspaces import UnknownPlan
+from collector.http.common import (
+    BadRequest,
+    json_response,
+    operator,
+    parse_body,
+    principal,
+    state,
+)
 
 routes = web.RouteTableDef()
 

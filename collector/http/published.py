@@ -15,9 +15,8 @@ from functools import lru_cache
 import orjson
 from aiohttp import web
 
-from collector.catalogue import CATALOGUE_PATH
+from collector.gate import CATALOGUE_PATH, json_schema
 from collector.http.common import json_response
-from collector.schema import json_schema
 
 routes = web.RouteTableDef()
 

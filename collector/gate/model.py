@@ -8,18 +8,18 @@ returns the kept values flat, per category.
 
 Strictness: unknown fields are refused; no string-to-number coercion; booleans
 are not numbers and numbers are not booleans; kept strings must pass the rules
-of :mod:`collector.privacy`. Violations name a path and a reason code, never a
+of :mod:`collector.gate.rules`. Violations name a path and a reason code, never a
 value (map keys appear as ``{}``).
 
 Two implementations of one rule set, both built from the same catalogue tree
-(:mod:`collector.fastpath`): the fast path checks and flattens an accepted
+(:mod:`collector.gate.fastpath`): the fast path checks and flattens an accepted
 record in one pass; the pydantic model here is the source of the published JSON
 Schema and of the violations of a refused record (``tests/test_fastpath.py``
 checks that they accept the same records).
 
 Regenerate the checked-in JSON Schema after changing the catalogue::
 
-    uv run python -m collector.schema > schemas/report.schema.json
+    uv run python -m collector.gate.model > schemas/report.schema.json
 """
 
 from __future__ import annotations
@@ -35,15 +35,18 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    Field as PydField,
     PlainValidator,
     ValidationError,
     WithJsonSchema,
     create_model,
 )
+from pydantic import (
+    Field as PydField,
+)
 from pydantic_core import PydanticCustomError
 
-from . import fastpath, privacy
+from . import fastpath
+from . import rules as privacy
 from .catalogue import CATALOGUE_VERSION, FIELDS, PATTERNS, Field
 from .fastpath import (
     ANY_KEY_MAX,
@@ -53,6 +56,8 @@ from .fastpath import (
     MAX_MAP_KEYS,
     MAX_SAFE_INTEGER,
     TIMESTAMP_MAX,
+)
+from .fastpath import (
     Node as _Node,
 )
 
@@ -350,7 +355,7 @@ def check_report(doc: object) -> CheckedReport:
     ``_id`` and ``createdAt`` are required; every other catalogue field is
     optional because Rocket.Chat versions differ (0.x to 8.x).
 
-    The check and the flattening are one pass of :func:`collector.fastpath.flatten`;
+    The check and the flattening are one pass of :func:`collector.gate.fastpath.flatten`;
     only a record it refuses is validated by the pydantic model, for the violations.
     """
     if not isinstance(doc, dict):

@@ -1,7 +1,7 @@
 """Structured logging (structlog), one JSON object per line on stderr.
 
 Log events carry names, counts, workspace ids and outcome codes only: never a
-field value of a report, a token, or a host name (see ``collector.privacy``).
+field value of a report, a token, or a host name (see ``collector.gate.rules``).
 """
 
 from __future__ import annotations

@@ -1,21 +1,21 @@
 """The catalogue as a tree, and the one-pass check and flattening of a record.
 
-:func:`collector.schema.check_report` runs :func:`flatten` first. It walks a
+:func:`collector.gate.model.check_report` runs :func:`flatten` first. It walks a
 decoded record (plain ``dict``/``list``/``str``/``int``/``float``/``bool``/
 ``None``, as orjson or json give it) once, along plans compiled from
 ``schemas/catalogue.json`` at import, checking every value with the same rules
-as the pydantic model of :mod:`collector.schema` (strict types, bounds,
-lengths, the string rules of :mod:`collector.privacy`) while writing the kept
+as the pydantic model of :mod:`collector.gate.model` (strict types, bounds,
+lengths, the string rules of :mod:`collector.gate.rules`) while writing the kept
 values straight into the flat per-category dicts of ``CheckedReport``.
 
 On the first thing it does not accept it raises :class:`Refused` (or lets a
-:class:`collector.privacy.RuleViolation` through) and stops: it never says
+:class:`collector.gate.rules.RuleViolation` through) and stops: it never says
 *why*. ``check_report`` then validates the record with pydantic, which names
 every violation, so error reporting has one source. The rules here and the
 pydantic annotations in ``schema.py`` are built from the same ``Field``
 objects and must accept exactly the same records (``tests/test_fastpath.py``).
 
-Output shapes are documented on :class:`collector.schema.CheckedReport`; keys
+Output shapes are documented on :class:`collector.gate.model.CheckedReport`; keys
 come out in catalogue order (map keys and list items in document order).
 """
 
@@ -27,7 +27,7 @@ from functools import lru_cache
 from itertools import groupby
 from typing import Any, Callable
 
-from . import privacy
+from . import rules as privacy
 from .catalogue import CATEGORIES, FIELDS, PATTERNS, Field
 
 MAX_LIST_ITEMS = 4096        # os.cpus, session aggregates, omnichannel sources...
@@ -515,7 +515,7 @@ _VERSION = (_CI[ROOT.children["version"].field.category], ROOT.children["version
 def flatten(doc: Any) -> tuple[dict[str, dict[str, object]], tuple[str, ...], str, str | None]:
     """Check ``doc`` and return ``(categories, dropped, createdAt ISO string, version)``.
 
-    ``categories`` and ``dropped`` are as on :class:`collector.schema.CheckedReport`.
+    ``categories`` and ``dropped`` are as on :class:`collector.gate.model.CheckedReport`.
     Raises :class:`Refused` or :class:`privacy.RuleViolation` at the first value
     not accepted (without saying which: pydantic does that).
     """

@@ -7,7 +7,7 @@ the plpgsql function ``apply_rollups`` (``sql/0002_plans_and_rollups.sql``)
 takes them as parallel arrays, one element per report (a batch is up to
 ``batch_max`` = 256), reduces them per (workspace, UTC day) and writes every
 rollup with one set-based statement per table: one call, plans cached per
-connection. The ingest writer (``collector.storage``) reaches it through
+connection. The ingest writer (``collector.ingest.writer``) reaches it through
 ``write_batch`` (``sql/0004_write_batch.sql``), in the same statement as the
 insert; ``apply_reports`` makes the call for any other caller (the tests).
 
@@ -55,12 +55,26 @@ never recompute the same month or term from different snapshots.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from collector.ops import ROLLUP_LOCK_NAMESPACE as LOCK_NAMESPACE
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from collector.storage import StoredReport
+
+@dataclass(frozen=True)
+class StoredReport:
+    """A stored report as the rollups take it (``apply_reports``): its id,
+    workspace, ``createdAt`` (aware) and kept categories ``{category: {path: value}}``."""
+
+    report_id: UUID
+    workspace_id: UUID
+    created_at: datetime
+    categories: dict[str, dict]
 
 #: Every report value the rollups read: name -> (data category, flat catalogue path).
 #: The ONE place to adjust when the field catalogue changes.
@@ -73,10 +87,6 @@ FIELDS: dict[str, tuple[str, str]] = {
     "privateAppsEnabled": ("compliance", "apps.totalPrivateAppsEnabled"),
     "privateAppsInstalled": ("compliance", "apps.totalPrivateApps"),  # fallback for privateApps
 }
-
-#: Advisory lock namespace (pg_advisory_xact_lock(int, int)) for per-workspace rollup writes.
-LOCK_NAMESPACE = 7_314_002
-
 
 def _count(categories: dict[str, dict], name: str, false_is_zero: bool = False) -> int | None:
     """The non-negative integer value of FIELDS[name], or None when unknown."""
@@ -125,7 +135,7 @@ def rollup_arrays(categories: "list[dict[str, dict]]") -> list[list[int | None]]
     return [[v[col] for v in values] for col in ROLLUP_COLUMNS]
 
 
-async def apply_reports(conn: "asyncpg.Connection", reports: "list[StoredReport]") -> None:
+async def apply_reports(conn: "asyncpg.Connection", reports: list[StoredReport]) -> None:
     """Fold newly stored reports into the rollups (same transaction as the insert).
 
     ``reports``: the reports stored, each once, in the order received (on

@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
-
-from collector.outcomes import Outcome
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 REPORTS = Counter(
     "collector_reports",
@@ -41,13 +46,6 @@ BATCH_SIZE = Histogram(
     "Reports written per database transaction (group commit).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
-
-
-def count_outcome(outcome: Outcome, violations: list[dict] | None = None) -> None:
-    """Count one report's outcome and, for schema refusals, its violation reasons."""
-    REPORTS.labels(outcome.kind.value, outcome.label).inc()
-    for v in violations or ():
-        VIOLATIONS.labels(v["reason"]).inc()
 
 
 def exposition() -> tuple[bytes, str]:

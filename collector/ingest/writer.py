@@ -6,7 +6,7 @@ and write it in ONE transaction, which is ONE statement and one round trip
 (SQL function ``write_batch``, ``sql/0004_write_batch.sql``): the opt-out
 decisions, the ``reports`` rows, their ``report_data`` rows (one per report,
 one json column per data category; NULL: not kept), and the rollups
-(``apply_rollups``, see ``collector.aggregation``; same transaction, so a
+(``apply_rollups``, see ``collector.usage.rollups``; same transaction, so a
 rollup never counts a report that is not stored). Only after COMMIT does
 each waiting request get its outcome and receipt: nothing is acknowledged
 before it is durable.
@@ -37,12 +37,12 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from collector import aggregation, metrics, optout
-from collector.catalogue import CATEGORIES
-from collector.db import UNAVAILABLE_ERRORS
-from collector.logs import log
-from collector.outcomes import ACCEPTED, DUPLICATE, Outcome, Reason, Refusal
-from collector.receipts import ReceiptSigner
+from collector.accounts import optout
+from collector.gate import CATEGORIES
+from collector.ingest.outcomes import ACCEPTED, DUPLICATE, Outcome, Reason, Refusal
+from collector.ingest.receipts import ReceiptSigner
+from collector.ops import UNAVAILABLE_ERRORS, log, metrics
+from collector.usage import rollups as aggregation
 
 
 async def load_secret(conn: asyncpg.Connection, name: str) -> bytes:
@@ -75,16 +75,6 @@ class PendingReport:
     rc_version: str | None
     categories: dict[str, dict]
     future: asyncio.Future = field(repr=False, default=None)  # type: ignore[assignment]
-
-
-@dataclass(frozen=True)
-class StoredReport:
-    """A report as written in this transaction, handed to the rollups."""
-
-    report_id: UUID
-    workspace_id: UUID
-    created_at: datetime
-    categories: dict[str, dict]
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@
 consistent, and exposes it as immutable :class:`Field` objects.
 
 Adding a field Rocket.Chat introduces is a one-line change in the JSON file;
-then run ``uv run python -m collector.catalogue fmt`` (re-formats the file
-canonically) and ``uv run python -m collector.schema > schemas/report.schema.json``.
+then run ``uv run python -m collector.gate.catalogue fmt`` (re-formats the file
+canonically) and ``uv run python -m collector.gate.model > schemas/report.schema.json``.
 
 Path syntax: dotted names; ``[]`` marks the items of a list
 (``os.cpus[].times.user``), ``{}`` the values of a map with free keys
@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "schemas" / "catalogue.json"
+CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "schemas" / "catalogue.json"
 
 CATEGORIES = ("billing", "compliance", "operational", "product_analytics")
 CONTRACT_CATEGORIES = ("billing", "compliance")
@@ -252,7 +252,7 @@ PATTERNS: dict[str, str] = _CAT.patterns
 
 
 def main(argv: list[str]) -> int:
-    """``python -m collector.catalogue fmt|check``: rewrite / verify the canonical layout."""
+    """``python -m collector.gate.catalogue fmt|check``: rewrite / verify the canonical layout."""
     text = CATALOGUE_PATH.read_text(encoding="utf-8")
     canonical = format_catalogue(json.loads(text))
     if argv[:1] == ["fmt"]:
@@ -260,7 +260,7 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[:1] == ["check"]:
         if text != canonical:
-            print("schemas/catalogue.json is not canonically formatted: run `python -m collector.catalogue fmt`")
+            print("schemas/catalogue.json is not canonically formatted: run `python -m collector.gate.catalogue fmt`")
             return 1
         print(f"catalogue {CATALOGUE_VERSION}: {len(FIELDS)} fields, OK")
         return 0

@@ -1,7 +1,7 @@
 """The quarantine: one row per refused report, with no value of the report.
 
 A row holds the workspace (when authenticated), the time, the refusal reason
-(``collector.outcomes.Reason``), the field catalogue version, the SHA-256 and
+(``collector.ingest.outcomes.Reason``), the field catalogue version, the SHA-256 and
 size of the body, and the list of ``{path, reason}`` violations. Operators
 read it with ``collector quarantine list`` and ``GET /api/v1/quarantine``.
 """
@@ -15,8 +15,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from collector.db import UNAVAILABLE_ERRORS
-from collector.logs import log
+from collector.ops import UNAVAILABLE_ERRORS, log
 
 
 async def record(

@@ -209,3 +209,35 @@ async def revoke_operator_token(conn, ref: str) -> dict:
     if revoked_at is None:
         raise LookupError(ref)
     return {"ref": ref, "revoked_at": revoked_at.isoformat()}
+
+
+class RevocationListener:
+    """A dedicated connection LISTENing on ``collector_tokens``: every rotate or
+    revoke (any process, the CLI included) NOTIFYs the workspace id on commit,
+    and this process drops that workspace's cached tokens. Should the
+    connection be lost, the process stops caching tokens."""
+
+    def __init__(self, principals: PrincipalCache):
+        self._principals = principals
+        self._conn: asyncpg.Connection | None = None
+
+    async def start(self, database_url: str) -> None:
+        if not self._principals.enabled:
+            return
+        self._conn = await asyncpg.connect(database_url)
+        await self._conn.add_listener(REVOCATION_CHANNEL, self._on_notify)
+        self._conn.add_termination_listener(self._on_lost)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.remove_termination_listener(self._on_lost)
+            await self._conn.close()
+
+    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
+        self._principals.forget_workspace(UUID(payload))
+
+    def _on_lost(self, _conn) -> None:
+        # Revocations can no longer be heard: stop caching rather than serve a
+        # revoked token for up to the TTL.
+        self._principals.suspend()
+        log.warning("revocation_listener_lost", token_cache="suspended")

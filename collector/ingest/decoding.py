@@ -7,7 +7,7 @@ that any other is refused by us, clearly, with 415). aiohttp decompresses the bo
 ``client_max_size`` (``COLLECTOR_MAX_BODY_BYTES``) caps the *decompressed*
 size, so a compression bomb stops at the cap. JSON is parsed with orjson.
 
-Every failure raises ``Refusal`` with a reason from ``collector.outcomes``;
+Every failure raises ``Refusal`` with a reason from ``collector.ingest.outcomes``;
 messages name what was wrong, never a part of the body.
 """
 
@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from collector.outcomes import Reason, Refusal
+from collector.ingest.outcomes import Reason, Refusal
 
 ACCEPTED_ENCODINGS = {"", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"}
 

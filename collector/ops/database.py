@@ -17,10 +17,15 @@ from pathlib import Path
 
 import asyncpg
 
-from collector.logs import log
+from collector.ops.logs import log
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 _MIGRATION_LOCK = 7_314_001  # pg_advisory_xact_lock key for migrations
+#: Advisory lock namespace (``pg_advisory_xact_lock(int, int)``, second key
+#: ``hashtext(workspace_id)``) for per-workspace rollup writes: taken by the
+#: ingest writer (``write_batch``), the rollups and contract edits alike, so
+#: it lives here, below all of them.
+ROLLUP_LOCK_NAMESPACE = 7_314_002
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 

@@ -1,7 +1,7 @@
 """Compliance: is each workspace within its plan's limits? Reads rollups only.
 
-The state is kept in ``compliance_state`` by ``collector.aggregation`` as
-reports arrive (and by ``collector.plans`` when limits change), from the
+The state is kept in ``compliance_state`` by ``collector.usage.rollups`` as
+reports arrive (and by ``collector.accounts.plans`` when limits change), from the
 workspace's latest daily snapshot. Per limit kind: ``value``, ``max``
 (negative = unlimited, licence v3), ``percent`` (value / max x 100, one
 decimal; null when unlimited, max 0 or value unknown), ``status`` and
@@ -18,7 +18,7 @@ as soon as a report shows usage back under the limit. A workspace's
 no report for more than ``Settings.stale_after_s`` (48 h), counted from
 registration when it never reported.
 
-The listing is rendered by PostgreSQL (``collector.sqljson``): the stored
+The listing is rendered by PostgreSQL (``collector.ops.sqljson``): the stored
 ``limits`` JSON is sent as it is, never parsed here.
 """
 
@@ -30,8 +30,8 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from collector import sqljson
-from collector.workspaces import UnknownWorkspace
+from collector.accounts import UnknownWorkspace
+from collector.ops import sqljson
 
 STATUSES = ("ok", "near", "at", "over", "unknown", "stale")
 

@@ -14,7 +14,7 @@ Per workspace, for the period (UTC dates, both ends inclusive):
   more than ``stale_after_s`` (48 h) old (or none, registered before that);
 - ``contract``: plan, billing model, term, purchased seats and MAC packs,
   and the effective limits (``seats_limit``, ``guests_limit``, ``mac_limit``:
-  negative = unlimited; see ``collector.plans``);
+  negative = unlimited; see ``collector.accounts.plans``);
 - ``overage``: max(0, usage - limit) per seats, guests and MAC; null when
   unlimited or the usage is unknown;
 - ``true_up``: the highest daily seats over the contract term so far (the
@@ -22,7 +22,7 @@ Per workspace, for the period (UTC dates, both ends inclusive):
   purchased seats (``seats_limit``).
 
 A period that is one calendar month reads ``monthly_usage``; any other range
-reads ``daily_snapshots``. PostgreSQL renders the answers (``collector.sqljson``
+reads ``daily_snapshots``. PostgreSQL renders the answers (``collector.ops.sqljson``
 for the JSON, ``COPY ... CSV`` for the CSV): 100,000 workspaces are never
 turned into Python objects on the way to the HTTP answer.
 """
@@ -36,8 +36,8 @@ from datetime import date, datetime, timedelta, timezone
 import asyncpg
 import orjson
 
-from collector import sqljson
-from collector.plans import YEARS, Invalid
+from collector.accounts import YEARS, Invalid
+from collector.ops import sqljson
 
 MAX_RANGE_DAYS = 400
 

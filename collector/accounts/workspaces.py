@@ -11,21 +11,15 @@ from uuid import UUID
 
 import asyncpg
 
-from collector.auth import REVOCATION_CHANNEL, WORKSPACE_PREFIX, new_token
-
-
-class UnknownWorkspace(LookupError):
-    """No workspace with that id (or it is revoked, where that matters)."""
-
-
-class UnknownPlan(ValueError):
-    """The plan named does not exist in the plan catalogue."""
+from collector.accounts import plans
+from collector.accounts.errors import UnknownPlan, UnknownWorkspace
+from collector.accounts.tokens import REVOCATION_CHANNEL, WORKSPACE_PREFIX, new_token
 
 
 async def register(conn: asyncpg.Connection, plan: str) -> dict:
     """Register a workspace on ``plan``; return ``{"workspace_id", "plan", "token"}``.
 
-    The workspace gets a contract on ``plan`` (``collector.plans``): term from
+    The workspace gets a contract on ``plan`` (``collector.accounts.plans``): term from
     the registration's UTC date, 12 months, nothing purchased. The token is returned once and stored only as a hash. Raises UnknownPlan
     when the plan is not in the plan catalogue.
     """
@@ -43,8 +37,6 @@ async def register(conn: asyncpg.Connection, plan: str) -> dict:
             digest,
             workspace_id,
         )
-        from collector import plans  # here: plans imports this module
-
         await plans.create_default_contract(conn, workspace_id, plan)
     return {"workspace_id": str(workspace_id), "plan": plan, "token": token}
 

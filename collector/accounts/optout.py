@@ -13,7 +13,7 @@ switch the collection off while others may not"):
   community, starter, pro: none (as Rocket.Chat ships since 6.5);
   enterprise: operational and product_analytics.
 - A workspace's switch (``workspaces.opt_out``) drops the allowed categories
-  of every report from then on, before storage (``collector.storage`` reads
+  of every report from then on, before storage (``collector.ingest.writer`` reads
   the decisions inside its write transaction, SQL ``write_batch``, so a
   report racing an opt-out is either forgotten with the rest or stored
   without them).
@@ -33,8 +33,8 @@ from uuid import UUID
 
 import asyncpg
 
-from collector.catalogue import OPTIONAL_CATEGORIES
-from collector.workspaces import UnknownWorkspace
+from collector.accounts.errors import UnknownWorkspace
+from collector.gate import OPTIONAL_CATEGORIES
 
 
 class OptOutNotAllowed(Exception):

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from collector.ops import metrics
+
 
 class Kind(str, Enum):
     ACCEPTED = "accepted"
@@ -102,3 +104,11 @@ class Refusal(Exception):
         self.outcome = Outcome.of(reason)
         self.detail = detail
         self.violations = violations or []
+
+
+def count(outcome: Outcome, violations: list[dict] | None = None) -> None:
+    """Count one report's outcome (``collector_reports_total{outcome,reason}``)
+    and, for schema refusals, its violation reasons."""
+    metrics.REPORTS.labels(outcome.kind.value, outcome.label).inc()
+    for v in violations or ():
+        metrics.VIOLATIONS.labels(v["reason"]).inc()

@@ -38,9 +38,9 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from collector import optout
-from collector.aggregation import LOCK_NAMESPACE
-from collector.workspaces import UnknownPlan, UnknownWorkspace
+from collector.accounts import optout
+from collector.accounts.errors import UnknownPlan, UnknownWorkspace
+from collector.ops import ROLLUP_LOCK_NAMESPACE as LOCK_NAMESPACE
 
 LIMIT_KINDS = ("activeUsers", "guestUsers", "monthlyActiveContacts", "privateApps", "marketplaceApps", "peakConnections")
 BEHAVIORS = ("prevent_action", "start_fair_policy", "invalidate_license", "disable_modules", "prevent_installation")
@@ -140,7 +140,7 @@ async def update_plan(
 ) -> dict:
     """Change a plan's billing model, MAC pack size or opt-out categories (None:
     unchanged); re-evaluate compliance of its workspaces, and their opt-outs
-    when the categories changed (``collector.optout.reevaluate``: a plan that
+    when the categories changed (``collector.accounts.optout.reevaluate``: a plan that
     allows none ends them, audited as ``actor``). Opt-out categories can only
     be optional ones (operational, product_analytics). Raises UnknownPlan, Invalid."""
     if billing_model is not None and billing_model not in BILLING_MODELS:
@@ -227,7 +227,7 @@ async def set_contract(
 ) -> dict:
     """Replace the workspace's contract (and its plan in the registry); recompute
     its term maximum and compliance, and re-evaluate its opt-out
-    (``collector.optout.reevaluate``: a plan that allows no opt-out ends it,
+    (``collector.accounts.optout.reevaluate``: a plan that allows no opt-out ends it,
     audited as ``actor``; an upgrade keeps the workspace's choice).
     ``term_end`` is inclusive.
 

@@ -28,18 +28,24 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 
-from collector import logs
 from collector.config import Settings
+from collector.ops import logs
+
+#: Builds the aiohttp application of one worker: ``(settings, database_url) -> web.Application``
+#: (``collector.http.make_app``; passed in by the CLI so that ``ops`` imports nothing above it).
+AppFactory = Callable[[Settings, str], object]
+#: What the parent does once before starting workers (migrations, signing key).
+Prepare = Callable[[Settings, str], Awaitable[None]]
 
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
-def run_worker(settings: Settings, database_url: str, host: str, port: int, reuse_port: bool) -> None:
-    """Run the aiohttp application in this process until SIGTERM/SIGINT."""
+def run_worker(settings: Settings, database_url: str, host: str, port: int, reuse_port: bool,
+               make_app: AppFactory) -> None:
+    """Run the application ``make_app`` builds in this process until SIGTERM/SIGINT."""
     from aiohttp import web
-
-    from collector.http.app import make_app
 
     logs.configure(settings.log_level, settings.log_json)
     try:
@@ -58,28 +64,14 @@ def run_worker(settings: Settings, database_url: str, host: str, port: int, reus
     logs.log.info("stopped", pid=os.getpid())
 
 
-def _worker_main(settings: Settings, database_url: str, host: str, port: int) -> None:
+def _worker_main(settings: Settings, database_url: str, host: str, port: int, make_app: AppFactory) -> None:
     # The parent handles Ctrl-C for the group: a worker stops on the SIGTERM it
     # sends, in its own process group; and on SIGTERM should the parent die.
     os.setpgrp()
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() == 1:
         return
-    run_worker(settings, database_url, host, port, reuse_port=True)
-
-
-async def _prepare(settings: Settings, database_url: str) -> None:
-    import asyncpg
-
-    from collector import db
-    from collector.receipts import ReceiptSigner
-
-    conn = await asyncpg.connect(database_url)
-    try:
-        await db.migrate(conn)
-    finally:
-        await conn.close()
-    ReceiptSigner.from_file(settings.resolved_signing_key_file, settings.receipt_issuer)
+    run_worker(settings, database_url, host, port, True, make_app)
 
 
 class PortInUse(OSError):
@@ -104,20 +96,22 @@ def check_port_free(host: str, port: int) -> None:
             raise PortInUse(exc.errno, f"{host}:{port} is in use by another process") from None
 
 
-def serve(settings: Settings, database_url: str, host: str, port: int, workers: int = 1) -> None:
-    """Serve on host:port with ``workers`` processes; returns after a clean stop.
-    Call ``check_port_free`` first."""
+def serve(settings: Settings, database_url: str, host: str, port: int, workers: int, *,
+          make_app: AppFactory, prepare: Prepare) -> None:
+    """Serve on host:port with ``workers`` processes, each running ``make_app``'s
+    application; with several, ``prepare`` runs once in the parent first.
+    Returns after a clean stop. Call ``check_port_free`` first."""
     if workers <= 1:
-        run_worker(settings, database_url, host, port, reuse_port=False)
+        run_worker(settings, database_url, host, port, False, make_app)
         return
-    asyncio.run(_prepare(settings, database_url))
+    asyncio.run(prepare(settings, database_url))
     own_metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         own_metrics_dir = tempfile.mkdtemp(prefix="collector-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker_main, args=(settings, database_url, host, port), name=f"collector-worker-{i}")
+        ctx.Process(target=_worker_main, args=(settings, database_url, host, port, make_app), name=f"collector-worker-{i}")
         for i in range(workers)
     ]
     stopping = False

@@ -1,0 +1,33 @@
+"""The privacy gate: what of a statistics record may be kept, and how it is checked.
+
+Public surface:
+- ``check_report(doc) -> CheckedReport`` (raises ``SchemaViolation`` with
+  ``Violation``s: path and reason, never a value); ``json_schema()``.
+- The field catalogue's facts: ``CATALOGUE_VERSION``, ``CATALOGUE_PATH``,
+  ``CATEGORIES``, ``CONTRACT_CATEGORIES``, ``OPTIONAL_CATEGORIES``.
+
+Inside: ``catalogue`` (loads ``schemas/catalogue.json``), ``rules`` (string
+rules and identifier detectors), ``model`` (the strict pydantic v2 model,
+which names violations), ``fastpath`` (the one-pass check of accepted
+records). Imports nothing of the collector's.
+"""
+
+from collector.gate.catalogue import (
+    CATALOGUE_PATH,
+    CATALOGUE_VERSION,
+    CATEGORIES,
+    CONTRACT_CATEGORIES,
+    OPTIONAL_CATEGORIES,
+)
+from collector.gate.model import (
+    CheckedReport,
+    SchemaViolation,
+    Violation,
+    check_report,
+    json_schema,
+)
+
+__all__ = [
+    "CATALOGUE_PATH", "CATALOGUE_VERSION", "CATEGORIES", "CONTRACT_CATEGORIES", "OPTIONAL_CATEGORIES",
+    "CheckedReport", "SchemaViolation", "Violation", "check_report", "json_schema",
+]

@@ -1,0 +1,168 @@
+"""The report path as a chain of named stages, each ending the report with a
+``Refusal`` or handing it on; every report ends in exactly one outcome
+(``collector.ingest.outcomes``), shared by the answer, the quarantine row and
+the metrics.
+
+    authenticate -> admit -> read_body (limits, decoding) -> parse
+      -> gate (validate, strip, fold: ``collector.gate``)
+      -> store (opt-out policy and group commit, ``writer``) -> receipt
+
+Answer 200: ``{"statsToken": <JWT receipt>, "outcome": "accepted"|"duplicate",
+"recordId": <uuid>, "kept": [data categories stored], "identifying_fields_dropped":
+<count>, "opt_out": {"dropped": [categories], "why": <sentence>} (only when the
+workspace's opt-out dropped categories)}``; Rocket.Chat reads only ``statsToken``.
+Any other answer is ``{"error", "detail"[, "violations"]}`` with the reason's
+status (``Reason.status``), ``Retry-After`` on sheds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+
+from collector.accounts import Principal, PrincipalCache, Unauthorized, tokens
+from collector.config import Settings
+from collector.gate import CheckedReport, SchemaViolation, check_report
+from collector.ingest import decoding, outcomes, quarantine
+from collector.ingest.outcomes import Reason, Refusal
+from collector.ingest.writer import PendingReport, Receipt, ReportWriter, record_key
+from collector.ops import UNAVAILABLE_ERRORS, log
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the HTTP layer sends: ``status``, the JSON ``body``, extra ``headers``."""
+
+    status: int
+    body: dict
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Ingest:
+    """The ingest service: ``handle(request)`` runs one report through every stage."""
+
+    def __init__(self, *, settings: Settings, pool: asyncpg.Pool, writer: ReportWriter,
+                 principals: PrincipalCache, record_secret: bytes, catalogue_version: str):
+        self.settings, self.pool, self.writer = settings, pool, writer
+        self.principals, self.record_secret, self.catalogue_version = principals, record_secret, catalogue_version
+
+    async def handle(self, request: web.Request) -> Answer:
+        workspace_id: UUID | None = None
+        body: bytes | None = None
+        try:
+            workspace_id = await self.authenticate(request)
+            self.admit()
+            body = await decoding.read_body(request)
+            doc = decoding.parse_json(body)
+            checked = self.gate(doc)
+            # While it waits for its batch, a request holds only the kept
+            # categories, not the body nor the parsed document: memory stays
+            # bounded by the queue.
+            body = doc = None
+            result = await self.store(workspace_id, checked)
+        except Refusal as refusal:
+            return await self.refused(refusal, workspace_id, body)
+        return self.receipt(workspace_id, checked, result)
+
+    # -- the stages ------------------------------------------------------
+
+    async def authenticate(self, request: web.Request) -> UUID:
+        """The workspace of the request's bearer token. Refuses ``unauthorized``;
+        sheds ``database_unavailable`` when the token cannot be looked up."""
+        try:
+            token = tokens.bearer(request.headers.get("Authorization"))
+            who: Principal = await tokens.authenticate(self.pool, token, self.settings.admin_token, self.principals)
+        except Unauthorized:
+            raise Refusal(Reason.UNAUTHORIZED, "a valid workspace token is required") from None
+        except UNAVAILABLE_ERRORS:
+            raise Refusal(Reason.DATABASE_UNAVAILABLE, "the database is unavailable; retry later") from None
+        if who.kind != "workspace" or who.workspace_id is None:
+            raise Refusal(Reason.UNAUTHORIZED, "a valid workspace token is required")
+        return who.workspace_id
+
+    def admit(self) -> None:
+        """Shed ``overloaded`` before the body is read when the write queue is full:
+        memory stays bounded under overload."""
+        if self.writer.full():
+            raise Refusal(Reason.OVERLOADED, "the collector is at capacity; retry later")
+
+    def gate(self, doc: object) -> CheckedReport:
+        """The privacy gate (``collector.gate.check_report``: validate, strip the
+        identifying fields, fold) and the clock check. Refuses
+        ``schema_violation`` (violations: path and reason, never a value) or
+        ``future_record`` (createdAt beyond ``future_tolerance_s``)."""
+        try:
+            checked = check_report(doc)
+        except SchemaViolation as exc:
+            violations = [{"path": v.path, "reason": v.reason, "message": v.message} for v in exc.violations]
+            raise Refusal(Reason.SCHEMA_VIOLATION, "the report does not fit the schema", violations) from None
+        now = datetime.now(timezone.utc)
+        if checked.created_at > now + timedelta(seconds=self.settings.future_tolerance_s):
+            raise Refusal(
+                Reason.FUTURE_RECORD,
+                "createdAt is more than 1 hour in the future",
+                [{"path": "createdAt", "reason": "future_timestamp", "message": "createdAt is in the future"}],
+            )
+        return checked
+
+    async def store(self, workspace_id: UUID, checked: CheckedReport) -> Receipt:
+        """Queue the checked report for the group-commit writer and wait for its
+        commit; the opt-out policy is applied inside the write transaction.
+        Sheds ``overloaded`` / ``database_unavailable`` (nothing stored)."""
+        return await self.writer.submit(PendingReport(
+            workspace_id=workspace_id,
+            record_key=record_key(self.record_secret, checked.record_id),
+            created_at=checked.created_at,
+            rc_version=checked.version,
+            categories=checked.categories,
+        ))
+
+    def receipt(self, workspace_id: UUID, checked: CheckedReport, result: Receipt) -> Answer:
+        """The 200 answer of an accepted or duplicate report (counted)."""
+        outcomes.count(result.outcome)
+        # DEBUG: at thousands of reports/s a line per stored report costs CPU
+        # and log volume for little; collector_reports_total counts them.
+        log.debug("report_" + result.outcome.kind.value, workspace_id=str(workspace_id),
+                  record_id=str(result.report_id))
+        dropped = result.opt_out.dropped if result.opt_out else frozenset()
+        return Answer(200, {
+            "statsToken": result.receipt,
+            "outcome": result.outcome.kind.value,
+            "recordId": str(result.report_id),
+            "kept": sorted(set(checked.categories) - dropped),
+            "identifying_fields_dropped": len(checked.dropped),
+            **({"opt_out": {"dropped": sorted(dropped), "why": result.opt_out.why}} if result.opt_out else {}),
+        })
+
+    async def refused(self, refusal: Refusal, workspace_id: UUID | None, body: bytes | None) -> Answer:
+        """End a report refused or shed: count it, log it (INFO, no value),
+        quarantine a refusal after authentication, answer the error."""
+        outcomes.count(refusal.outcome, refusal.violations)
+        shed = refusal.reason.kind is outcomes.Kind.SHED
+        log.info(
+            "report_shed" if shed else "report_refused",
+            outcome=refusal.outcome.kind.value,
+            reason=refusal.reason.value,
+            workspace_id=str(workspace_id) if workspace_id else None,
+            violations=len(refusal.violations),
+        )
+        if workspace_id is not None and not shed:
+            await quarantine.record(
+                self.pool,
+                workspace_id=workspace_id,
+                reason=refusal.reason.value,
+                catalogue_version=self.catalogue_version,
+                body=body,
+                violations=refusal.violations,
+            )
+        payload: dict = {"error": refusal.reason.value, "detail": refusal.detail}
+        if refusal.violations:
+            payload["violations"] = refusal.violations
+        headers = {"Retry-After": str(self.settings.retry_after_s)} if shed else {}
+        if refusal.outcome.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="collector"'
+        return Answer(refusal.outcome.status, payload, headers)

@@ -1,0 +1,15 @@
+"""Operations, at the bottom: imports nothing of the collector's but ``config``.
+
+Public surface (modules):
+- ``database``: the embedded PostgreSQL, the pool, migrations (``sql/``),
+  ``UNAVAILABLE_ERRORS``, shared advisory-lock namespaces;
+- ``logs``: structured logging (structlog); ``metrics``: Prometheus metrics;
+- ``serving``: ``collector serve``'s processes; ``sqljson``: JSON and CSV
+  rendered by PostgreSQL.
+"""
+
+from collector.ops import database, logs, metrics, serving, sqljson
+from collector.ops.database import ROLLUP_LOCK_NAMESPACE, UNAVAILABLE_ERRORS
+from collector.ops.logs import log
+
+__all__ = ["database", "logs", "metrics", "serving", "sqljson", "ROLLUP_LOCK_NAMESPACE", "UNAVAILABLE_ERRORS", "log"]
