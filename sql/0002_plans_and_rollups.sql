@@ -85,6 +85,7 @@ FROM workspaces;
 -- else the plan's max; monthlyActiveContacts adds the purchased MAC packs
 -- (packs x the plan's pack size) to a finite plan max, or replaces an
 -- unlimited one when packs were bought.
+-- Python caller: none directly; used by refresh_compliance and the billing query (collector.usage.billing).
 CREATE FUNCTION effective_max(kind text, plan_max integer, custom_limits jsonb, seats integer,
                               mac_packs integer, mac_pack_size integer)
 RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -167,6 +168,7 @@ CREATE INDEX compliance_state_status ON compliance_state (status);
 -- plan), where a sql function re-plans it on every call (~3 ms a batch). The
 -- previous state's limits are parsed once per workspace (old_limits), not
 -- once per limit and key.
+-- Python callers: collector.accounts.plans (contract and limit edits); apply_rollups below.
 CREATE FUNCTION refresh_compliance(ws uuid[], changed_at timestamptz) RETURNS void
 LANGUAGE plpgsql SET timezone = 'UTC' SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
@@ -241,6 +243,7 @@ COMMENT ON COLUMN compliance_state.limits IS
     'compact JSON {kind: {value, max, percent, status, since}}, kinds in collector.accounts.plans.LIMIT_KINDS order';
 
 -- Recompute term_usage of the given workspaces from daily_snapshots.
+-- Python callers: collector.accounts.plans.set_contract (term changes); apply_rollups below.
 CREATE FUNCTION refresh_term_usage(ws uuid[]) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -278,6 +281,7 @@ $$;
 --      went down (a later record of the same day);
 --   5. compliance re-evaluated for the workspaces whose LATEST snapshot was
 --      written (a late record for an earlier day leaves it as it is).
+-- Python callers: collector.usage.rollups.apply_reports; write_batch (collector.ingest.writer).
 CREATE FUNCTION apply_rollups(lock_ns integer, b_ws uuid[], b_created_at timestamptz[], b_report_id uuid[],
                               b_active_users bigint[], b_active_guests bigint[], b_private_apps bigint[],
                               b_marketplace_apps bigint[], b_mac bigint[], b_peak_connections bigint[])

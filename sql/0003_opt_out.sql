@@ -52,6 +52,7 @@ CREATE INDEX audit_log_at ON audit_log (at DESC);
 -- policy in a later statement. In a VOLATILE function under READ COMMITTED
 -- each statement takes a new snapshot, so the read sees any opt-out the lock
 -- waited for.
+-- Python caller: write_batch (collector.ingest.writer.ReportWriter).
 CREATE FUNCTION opt_out_decisions(ws uuid[])
 RETURNS TABLE (workspace_id uuid, dropped text[], plan text, policy_source text)
 LANGUAGE plpgsql VOLATILE AS $$

@@ -29,6 +29,7 @@
 -- stored it (accepted) or not (duplicate), and the opt-out that applies to
 -- the workspace (dropped empty, plan and policy_source NULL: none; else the
 -- categories dropped, the plan and the policy source 'plan' or 'contract').
+-- Python caller: collector.ingest.writer.ReportWriter (_WRITE_BATCH_SQL).
 CREATE FUNCTION write_batch(
     received_at timestamptz, catalogue_version text, lock_ns integer,
     r_id uuid[], r_ws uuid[], r_key bytea[], r_created_at timestamptz[], r_version text[], r_receipt text[],
