@@ -36,6 +36,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     PlainValidator,
+    TypeAdapter,
     ValidationError,
     WithJsonSchema,
     create_model,
@@ -86,6 +87,7 @@ MESSAGES = {
     "not_an_object": "The value must be a JSON object.",
     "unknown_field": "This field is not in the statistics catalogue.",
     "missing_field": "This required field is missing.",
+    "empty_value": "This required field is empty or blank.",
     "negative_count": "This count must not be negative.",
     "not_in_enumeration": "The value is not one of the values allowed for this field.",
     "looks_like_email": "The value looks like an e-mail address, which this field must not carry.",
@@ -265,24 +267,31 @@ def _annotation(node: _Node) -> Any:
             required = child.field.required
             fields[f"f{i}"] = (ann, PydField(... if required else None, alias=key, title=key))
         ann = create_model(_model_name(f.path), __config__=_CONFIG, **fields)
-    elif node.kind == "list":
-        assert node.item is not None
-        ann = Annotated[list[_annotation(node.item)], PydField(max_length=MAX_LIST_ITEMS)]
-    elif node.kind == "map":
-        assert node.item is not None
-        if f.keys != "any":
-            rx = re.compile(PATTERNS[f.keys])
-            key_ann = Annotated[str, PydField(max_length=KEPT_STRING_MAX),
-                                AfterValidator(_rule(lambda k, _rx=rx: privacy.check_language_code(k, _rx)))]
-        else:
-            key_ann = Annotated[str, PydField(max_length=ANY_KEY_MAX)]
-        ann = Annotated[dict[key_ann, _annotation(node.item)], PydField(max_length=MAX_MAP_KEYS)]
+    elif node.kind in ("list", "map"):
+        ann = _container(node, bounded=True)
     else:
         ann = _scalar_annotation(f)
     return Optional[ann] if f.nullable else ann
 
 
+def _container(node: _Node, *, bounded: bool) -> Any:
+    """The annotation of a list or map node (``bounded``: with its item/key cap)."""
+    assert node.item is not None
+    if node.kind == "list":
+        ann: Any = list[_annotation(node.item)]
+        return Annotated[ann, PydField(max_length=MAX_LIST_ITEMS)] if bounded else ann
+    if node.field.keys != "any":
+        rx = re.compile(PATTERNS[node.field.keys])
+        key_ann = Annotated[str, PydField(max_length=KEPT_STRING_MAX),
+                            AfterValidator(_rule(lambda k, _rx=rx: privacy.check_language_code(k, _rx)))]
+    else:
+        key_ann = Annotated[str, PydField(max_length=ANY_KEY_MAX)]
+    ann = dict[key_ann, _annotation(node.item)]
+    return Annotated[ann, PydField(max_length=MAX_MAP_KEYS)] if bounded else ann
+
+
 ReportModel: type[BaseModel] = _annotation(fastpath.ROOT)
+_ROOT_ADAPTER = TypeAdapter(ReportModel)
 
 
 # ---------------------------------------------------------------------------------
@@ -324,10 +333,107 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     return out or "$"
 
 
-def _violations(exc: ValidationError) -> list[Violation]:
+#: When naming violations, lists and maps are validated this many items at a time.
+NAMING_CHUNK = 32
+_CHUNK_ADAPTERS: dict[int, TypeAdapter] = {}
+
+
+def _chunk_adapter(node: _Node) -> TypeAdapter:
+    """A validator of a slice of ``node``'s items (a list or map node), made once."""
+    adapter = _CHUNK_ADAPTERS.get(id(node))
+    if adapter is None:
+        adapter = _CHUNK_ADAPTERS[id(node)] = TypeAdapter(_container(node, bounded=False))
+    return adapter
+
+
+def _cut(value: Any, node: _Node | None, loc: tuple, cuts: list, errors: list) -> Any:
+    """A copy of ``value`` whose lists and maps (at any depth, where the catalogue
+    has them) keep only their first NAMING_CHUNK items; each cut container is
+    appended to ``cuts`` as ``(loc, node, full value)``, and one over its cap
+    gets its ``too_long`` error in ``errors`` at once and is emptied (its items are not read)."""
+    if node is None:
+        return value
+    if node.kind == "object" and isinstance(value, dict):
+        out = None
+        for key, child in value.items():
+            sub = node.children.get(key)
+            if sub is not None and sub.kind != "scalar":
+                new = _cut(child, sub, loc + (key,), cuts, errors)
+                if new is not child:
+                    if out is None:
+                        out = dict(value)
+                    out[key] = new
+        return value if out is None else out
+    if node.kind == "list" and isinstance(value, list):
+        if len(value) > MAX_LIST_ITEMS:
+            errors.append({"type": "too_long", "loc": loc})
+            return []
+        if len(value) > NAMING_CHUNK:
+            cuts.append((loc, node, value))
+        head = value[:NAMING_CHUNK]
+        return [_cut(v, node.item, loc + (i,), cuts, errors) for i, v in enumerate(head)]
+    if node.kind == "map" and isinstance(value, dict):
+        if len(value) > MAX_MAP_KEYS:
+            errors.append({"type": "too_long", "loc": loc})
+            return {}
+        if len(value) > NAMING_CHUNK:
+            cuts.append((loc, node, value))
+        head = dict(list(value.items())[:NAMING_CHUNK])
+        return {k: _cut(v, node.item, loc + (k,), cuts, errors) for k, v in head.items()}
+    return value
+
+
+def _passes_fast(node: _Node, value: Any) -> bool:
+    """Whether the fast path accepts ``value`` as ``node``'s container (no error to name)."""
+    try:
+        node.validate(value)
+    except (fastpath.Refused, privacy.RuleViolation):
+        return False
+    return True
+
+
+def _errors(value: Any, node: _Node, adapter: TypeAdapter, loc: tuple, limit: int) -> list[dict]:
+    """Up to about ``limit`` pydantic errors (``loc`` from the record's root) of ``value``
+    (of catalogue ``node``, validated by ``adapter``), with bounded work: first the
+    head of every list and map (NAMING_CHUNK items each, at every depth); only while
+    fewer than ``limit`` are found, the tails, a chunk at a time.
+    So a record carrying thousands of wrong items costs about what its first
+    items cost, not thousands of errors (issue 11: a refusal must not stall the
+    event loop longer than an acceptance of the same size)."""
+    cuts: list = []
+    found: list[dict] = []
+    skeleton = _cut(value, node, (), cuts, found)
+    try:
+        adapter.validate_python(skeleton)
+    except ValidationError as exc:
+        found += exc.errors(include_url=False, include_context=True, include_input=False)
+    found = [{**e, "loc": loc + tuple(e["loc"])} for e in found]
+    for cut_loc, cnode, full in cuts:
+        if len(found) >= limit:
+            break
+        items = list(full.items()) if isinstance(full, dict) else full
+        for start in range(NAMING_CHUNK, len(items), NAMING_CHUNK):
+            part = items[start:start + NAMING_CHUNK]
+            if _passes_fast(cnode, dict(part) if isinstance(full, dict) else part):
+                continue  # the fast path accepts this chunk: nothing to name in it
+            if isinstance(full, dict):
+                chunk_errors = _errors(dict(part), cnode, _chunk_adapter(cnode), loc + cut_loc, limit)
+            else:
+                chunk_errors = [
+                    {**e, "loc": e["loc"][:len(loc + cut_loc)] + (e["loc"][len(loc + cut_loc)] + start,)
+                     + e["loc"][len(loc + cut_loc) + 1:]}
+                    for e in _errors(part, cnode, _chunk_adapter(cnode), loc + cut_loc, limit)
+                ]
+            found += chunk_errors
+            if len(found) >= limit:
+                break
+    return found[: limit * 4]
+
+
+def _violations(errors: list[dict]) -> list[Violation]:
     out: list[Violation] = []
     seen: set[tuple[str, str]] = set()
-    for err in exc.errors(include_url=False, include_context=True, include_input=False):
+    for err in errors:
         kind = err["type"]
         reason = kind if kind in MESSAGES else _PYDANTIC_REASONS.get(kind, "invalid_value")
         if kind == "greater_than_equal" and (err.get("ctx") or {}).get("ge") != 0:
@@ -346,6 +452,10 @@ def _violations(exc: ValidationError) -> list[Violation]:
 # Public API
 # ---------------------------------------------------------------------------------
 
+#: Required top-level string fields (``_id``): refused when empty or blank.
+_REQUIRED_STRINGS = tuple(f.path for f in FIELDS if f.required and f.type == "string" and "." not in f.path)
+
+
 def check_report(doc: object) -> CheckedReport:
     """Validate a decoded statistics record and reduce it to non-identifying values.
 
@@ -360,13 +470,15 @@ def check_report(doc: object) -> CheckedReport:
     """
     if not isinstance(doc, dict):
         raise SchemaViolation([Violation("$", "not_an_object", MESSAGES["not_an_object"])])
+    blank = [p for p in _REQUIRED_STRINGS if isinstance(doc.get(p), str) and not doc[p].strip()]
+    if blank:  # "" would make every such record one record: the second would be a "duplicate"
+        raise SchemaViolation([Violation(p, "empty_value", MESSAGES["empty_value"]) for p in blank])
     try:
         categories, dropped, created_at, version = fastpath.flatten(doc)
     except (fastpath.Refused, privacy.RuleViolation):
-        try:
-            ReportModel.model_validate(doc)
-        except ValidationError as exc:
-            raise SchemaViolation(_violations(exc)) from None
+        errors = _errors(doc, fastpath.ROOT, _ROOT_ADAPTER, (), MAX_VIOLATIONS)
+        if errors:
+            raise SchemaViolation(_violations(errors)) from None
         # Both are built from the same catalogue fields: reaching this line is a bug.
         raise RuntimeError("privacy gate: the fast path refused a record the pydantic model accepts") from None
     return CheckedReport(

@@ -245,7 +245,13 @@ def parse_timestamp(value: str, *, empty_ok: bool = False) -> datetime | None:
                 dt = dt.replace(tzinfo=timezone.utc)
     if dt is None:
         raise RuleViolation(detect(value, skip=_TIMESTAMP_SKIP) or "bad_timestamp")
-    dt = dt.astimezone(timezone.utc)
+    try:
+        # 0001-01-01T00:00:00+01:00 or 9999-12-31T23:59:59-01:00 fall outside
+        # datetime's range once moved to UTC: OverflowError, refused like any
+        # other time outside the window below.
+        dt = dt.astimezone(timezone.utc)
+    except OverflowError:
+        raise RuleViolation("bad_timestamp") from None
     if not _EARLIEST <= dt < _LATEST:
         raise RuleViolation("bad_timestamp")
     return dt
