@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import datetime, timedelta, timezone
 import gzip
 import zlib
 
@@ -50,14 +52,20 @@ async def verify_receipt(service, token: str) -> dict:
 async def test_real_record_is_accepted_stored_and_receipted(service, db, fixture, request):
     report = request.getfixturevalue(fixture)
     ws = await service.register("starter")
+    before = datetime.now(timezone.utc)
     status, headers, body = await service.post_report(ws["token"], report)
+    after = datetime.now(timezone.utc)
     assert status == 200, body
     answer = orjson.loads(body)
     assert answer["outcome"] == "accepted"
     claims = await verify_receipt(service, answer["statsToken"])
     assert claims["workspaceId"] == ws["workspace_id"]
     assert claims["recordId"] == answer["recordId"]
-    assert claims["timestamp"].startswith(report["createdAt"][:19])
+    # the acceptance time (RFC 3339, milliseconds), not the months-old createdAt
+    stamped = datetime.fromisoformat(claims["timestamp"].replace("Z", "+00:00"))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", claims["timestamp"])
+    assert before - timedelta(milliseconds=1) <= stamped <= after
+    assert stamped - datetime.fromisoformat(report["createdAt"].replace("Z", "+00:00")) > timedelta(days=30)
     row = await db.fetchrow("SELECT * FROM reports WHERE report_id = $1::uuid", answer["recordId"])
     assert str(row["workspace_id"]) == ws["workspace_id"]
     assert row["rc_version"] == report["version"]
@@ -332,6 +340,7 @@ async def test_database_unreachable_is_503_with_retry_after(database_url, tmp_pa
         assert status == 503, body
         assert int(headers["Retry-After"]) > 0
         assert orjson.loads(body)["error"] == "database_unavailable"
+        assert "statsToken" not in orjson.loads(body)
         async with svc.http.get(svc.url + "/readyz") as r:
             assert r.status == 503
         proxy.open = True

@@ -18,7 +18,7 @@ Database: ``DATABASE_URL`` when set, otherwise the embedded PostgreSQL under
 Every command prints JSON on stdout (``billing --csv``: CSV); errors go to stderr with exit code 1.
 """
 
-from collector.cli import operators, plans, records, serve, usage, workspaces  # noqa: F401  (register the commands)
+from collector.cli import operators, plans, receipts, records, serve, usage, workspaces  # noqa: F401  (register the commands)
 from collector.cli.common import main
 
 __all__ = ["main"]

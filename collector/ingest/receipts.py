@@ -1,14 +1,28 @@
 """Signed receipts (``statsToken``): ES256 JWTs made with PyJWT.
 
-Rocket.Chat stores the ``statsToken`` string it gets back and reads nothing
-else of the answer (``sendUsageReport.ts``); it does not verify it. Our
-receipt's payload:
+Rocket.Chat stores the ``statsToken`` string it gets back from any JSON
+answer, whatever the HTTP status (``sendUsageReport.ts``), and VERIFIES it: on
+a workspace without a valid licence, ``AirGappedRestriction``
+(``ee/packages/license/src/AirGappedRestriction.ts``) checks the last stored
+token with ``decryptStatsToken`` (``ee/packages/license/src/token.ts``:
+``@rocket.chat/jwt`` ``verify``, i.e. jose 4 ``importSPKI(key, 'RS256')`` then
+``jwtVerify``) against the public key in ``PUBLIC_STATS_KEY_V2`` (base64 of an
+SPKI PEM: ``ReceiptSigner.rocketchat_public_key``), then counts whole days
+since the payload's ``timestamp``: 0-2 nothing, 3-9 a warning, 10 or more the
+workspace turns read-only; a missing or unverifiable token restricts at once.
+Hence only 200 answers carry a ``statsToken``, and our receipt's payload is:
 
     {"iss": <issuer>, "iat": <unix seconds>, "workspaceId": <uuid>,
      "recordId": <uuid of the stored report, made by the collector>,
-     "timestamp": <the record's createdAt, ISO 8601 UTC>}
+     "timestamp": <when the collector first accepted the record, RFC 3339 UTC
+                   with milliseconds, e.g. "2026-12-01T21:41:31.123Z">}
 
-``recordId`` is the collector's own id, never the workspace's ``_id``.
+``timestamp`` is the acceptance time (as Rocket.Chat's own collector stamps
+its receive time), never the record's ``createdAt``: a workspace with a wrong
+clock, or a record made days before it could be sent, must not get a receipt
+that already reads as days old. The receipt is signed once, when the record
+is stored, and stored with it: a resend (duplicate) gets the byte-identical
+receipt. ``recordId`` is the collector's own id, never the workspace's ``_id``.
 
 The signing key is an ECDSA P-256 private key in PEM (algorithm ES256),
 generated into the data directory on first start (or configured with
@@ -25,7 +39,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from uuid import UUID
 
@@ -78,16 +92,28 @@ class ReceiptSigner:
             raise ValueError(f"{path} is neither an EC P-256 nor an RSA private key")
         return cls(key, issuer)
 
-    def sign(self, workspace_id: UUID, record_id: UUID, created_at: datetime, now: datetime) -> str:
-        """The receipt JWT for one stored report (see module docstring for the payload)."""
+    def sign(self, workspace_id: UUID, record_id: UUID, accepted_at: datetime) -> str:
+        """The receipt JWT for one report stored at ``accepted_at`` (aware; see the
+        module docstring for the payload)."""
+        utc = accepted_at.astimezone(timezone.utc)
         payload = {
             "iss": self.issuer,
-            "iat": int(now.timestamp()),
+            "iat": int(utc.timestamp()),
             "workspaceId": str(workspace_id),
             "recordId": str(record_id),
-            "timestamp": created_at.isoformat().replace("+00:00", "Z"),
+            "timestamp": utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z",
         }
         return jwt.encode(payload, self._key, algorithm=self.algorithm, headers=self._headers)
+
+    def public_key_pem(self) -> str:
+        """The public key as an SPKI PEM (``-----BEGIN PUBLIC KEY-----``)."""
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def rocketchat_public_key(self) -> str:
+        """The value of Rocket.Chat's ``PUBLIC_STATS_KEY_V2``: base64 of the SPKI PEM
+        (Rocket.Chat decodes it with ``Buffer.from(key, 'base64')`` before ``importSPKI``)."""
+        return base64.b64encode(self.public_key_pem().encode()).decode()
 
     def jwks(self) -> dict:
         """The JWK Set with the public key: ``{"keys": [jwk]}``."""

@@ -192,7 +192,7 @@ class ReportWriter:
             first.setdefault((r.workspace_id, r.record_key), i)
         fresh = [batch[i] for i in sorted(first.values())]
         ids = [uuid.uuid4() for _ in fresh]
-        receipts = [self._signer.sign(r.workspace_id, rid, r.created_at, now) for r, rid in zip(fresh, ids)]
+        receipts = [self._signer.sign(r.workspace_id, rid, now) for r, rid in zip(fresh, ids)]
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 _WRITE_BATCH_SQL,
