@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     admin_token: str = ""
     signing_key_file: Path | None = None
     receipt_issuer: str = "workspace-statistics-collector"
-    max_body_bytes: int = 1024 * 1024  # after decompression; a real record is ~12-16 KiB
+    max_body_bytes: int = 1024 * 1024  # a report, after decompression; a real record is ~12-16 KiB
+    api_max_body_bytes: int = 64 * 1024  # an operator/workspace API JSON body, after decompression
     db_pool_min: int = 2
     db_pool_max: int = 8
     queue_max: int = 2000  # reports waiting for a database write; beyond: 503 shed(overloaded)

