@@ -100,3 +100,63 @@ async def test_api_body_cap_is_its_own_setting(service):
         assert (status, _error(body)) == (413, "too_large")
         if extra == {} and isinstance(data, bytes):  # refused by Content-Length, unread: not reused
             assert headers_.get("Connection", "").lower() == "close"
+
+
+def _with_literal(report: dict, setter, literal: bytes) -> bytes:
+    """The report's JSON with one value replaced by a raw number ``literal``."""
+    setter(report, "__LITERAL__")
+    return orjson.dumps(report).replace(b'"__LITERAL__"', literal)
+
+
+PLACES = [  # (where, setter, path the refusal names)
+    ("activeUsers", lambda r, v: r.__setitem__("activeUsers", v), "activeUsers"),
+    ("os.totalmem", lambda r, v: r["os"].__setitem__("totalmem", v), "os.totalmem"),
+    ("os.uptime (a number field)", lambda r, v: r["os"].__setitem__("uptime", v), "os.uptime"),
+    ("os.loadavg[1]", lambda r, v: r["os"]["loadavg"].__setitem__(1, v), "os.loadavg[1]"),
+]
+LITERALS = [b"18446744073709551616", b"18446744073709551615000", b"-9223372036854775809" + b"0" * 10,
+            b"1" + b"0" * 5000, b"-" + b"9" * 5000]
+
+
+@pytest.mark.parametrize("literal", LITERALS, ids=lambda b: f"{len(b)}digits")
+@pytest.mark.parametrize("place", PLACES, ids=lambda p: p[0])
+async def test_integers_beyond_64_bits_are_number_too_large_at_their_path(service, report_870, place, literal):
+    ws = await service.register()
+    _, setter, path = place
+    status, _, body = await service.post_report(ws["token"], _with_literal(report_870, setter, literal))
+    assert status == 422, body
+    answer = orjson.loads(body)
+    assert answer["error"] == "schema_violation"
+    # a negative one in a count: below its lower bound (0) first
+    reasons = {"number_too_large", "negative_count"} if literal.startswith(b"-") else {"number_too_large"}
+    assert [v["path"] for v in answer["violations"]] == [path]
+    assert answer["violations"][0]["reason"] in reasons
+    assert literal[:30] not in body
+
+
+@pytest.mark.parametrize("literal", [b"1e400", b"-1e400", b"1" + b"0" * 400 + b".5"])
+async def test_floats_beyond_a_double_are_refused_at_their_path(service, report_870, literal):
+    ws = await service.register()
+    status, _, body = await service.post_report(
+        ws["token"], _with_literal(report_870, lambda r, v: r["os"].__setitem__("uptime", v), literal))
+    assert status == 422, body
+    assert [v["path"] for v in orjson.loads(body)["violations"]] == ["os.uptime"]
+
+
+async def test_exact_reparse_is_as_strict_as_orjson(service, report_870):
+    """A body orjson refuses for a huge number and for something else is 400, whatever the order."""
+    ws = await service.register()
+    for bad in [b'"\\ud800"', b"NaN", b"Infinity"]:
+        report_870["x"] = "__BAD__"
+        raw = _with_literal(report_870, lambda r, v: r.__setitem__("activeUsers", v), b"1" + b"0" * 400)
+        status, _, body = await service.post_report(ws["token"], raw.replace(b'"__BAD__"', bad))
+        assert (status, _error(body)) == (400, "malformed_body"), bad
+
+
+@pytest.mark.parametrize("literal", [b"18446744073709551616", b"1" + b"0" * 5000])
+async def test_a_huge_integer_in_a_dropped_identifying_field_is_dropped(service, db, report_870, literal):
+    """``process.pid`` is identifying: any integer is taken and dropped, never stored."""
+    ws = await service.register()
+    status, _, body = await service.post_report(
+        ws["token"], _with_literal(report_870, lambda r, v: r["process"].__setitem__("pid", v), literal))
+    assert status == 200, body
