@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import re
 
+import aiohttp
 import orjson
 import pytest
 
@@ -160,3 +161,39 @@ async def test_a_huge_integer_in_a_dropped_identifying_field_is_dropped(service,
     status, _, body = await service.post_report(
         ws["token"], _with_literal(report_870, lambda r, v: r["process"].__setitem__("pid", v), literal))
     assert status == 200, body
+
+
+async def test_a_500_logs_its_traceback_but_no_local_value(database_url, tmp_path):
+    """The one 500 there is (a bug) logs the exception's type, text and frames;
+    never the frames' locals, where a body or a token would be."""
+    import io
+
+    from aiohttp.test_utils import TestServer
+
+    from collector.http.app import make_app
+    from collector.ops import logs
+    from tests.conftest import make_settings
+
+    app = make_app(make_settings(tmp_path), database_url)
+
+    async def failing(request):
+        body = await request.read()  # noqa: F841  (a local holding the body)
+        raise RuntimeError("a bug")
+
+    app.router.add_post("/failing", failing)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    stream = io.StringIO()
+    logs.configure("INFO", True, stream)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(server.make_url("/failing"), data=b'{"secret": "wsc_ws_TOKEN_VALUE"}') as r:
+                assert r.status == 500 and (await r.json())["error"] == "internal_error"
+    finally:
+        logs.configure("INFO", True)
+        await server.close()
+    line = next(orjson.loads(x) for x in stream.getvalue().splitlines() if '"request_failed"' in x)
+    (exc,) = line["exception"]
+    assert (exc["exc_type"], exc["exc_value"]) == ("RuntimeError", "a bug")
+    assert any(f["name"] == "failing" for f in exc["frames"])
+    assert "TOKEN_VALUE" not in stream.getvalue() and "locals" not in stream.getvalue()
