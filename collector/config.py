@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     batch_max: int = 256  # reports written in one transaction (group commit)
     writers: int = 1  # group-commit writer tasks per worker process (more: smaller batches, more CPU per report)
     retry_after_s: int = 5
+    # On SIGTERM/SIGINT/SIGHUP: how long requests in flight may take to finish (then the
+    # writer drains for at most as long again).
+    shutdown_grace_s: float = 30.0
     # Workspace token cache, evicted at once by revocation NOTIFYs; the TTL bounds only a
     # listener connection lost without asyncpg noticing. 0: no cache.
     auth_cache_ttl_s: float = 60.0

@@ -47,7 +47,7 @@ from collector.http.common import (
 )
 from collector.ingest import Ingest, ReceiptSigner, ReportWriter, load_secret
 from collector.ops import database as db
-from collector.ops import log, metrics
+from collector.ops import log, metrics, serving
 
 
 @web.middleware
@@ -57,6 +57,9 @@ async def errors_and_timing(request: web.Request, handler) -> web.StreamResponse
     Database faults become 503 + Retry-After (retryable), never 500.
     """
     started = time.perf_counter()
+    stopping = request.app.get(serving.STOPPING)
+    if stopping is not None:
+        stopping.request_began()
     retry_after = request.app[STATE].settings.retry_after_s
     try:
         response = await handler(request)
@@ -75,7 +78,9 @@ async def errors_and_timing(request: web.Request, handler) -> web.StreamResponse
     except Exception as exc:  # a bug: say so in JSON, log it, count it (never for a retryable fault)
         log.exception("request_failed", route=_route(request), error=type(exc).__name__)
         response = error_response(500, "internal_error", "the collector failed on this request; it is logged")
-    if request.body_exists and not request.content.at_eof():
+    if stopping is not None and stopping.is_set:
+        response.force_close()  # the worker is stopping: no further request on this connection
+    elif request.body_exists and not request.content.at_eof():
         # The body was not (all) read: answered before reading it (a shed, a 401,
         # a route that reads none) or refused while reading it (413, corrupt
         # compressed data). The connection is not reused: aiohttp reads and
@@ -112,6 +117,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    stopping = request.app.get(serving.STOPPING)
+    if stopping is not None and stopping.is_set:
+        return error_response(503, "stopping", "this worker is stopping", retry_after=request.app[STATE].settings.retry_after_s)
     try:
         await asyncio.wait_for(request.app[STATE].pool.fetchval("SELECT 1"), timeout=2)
     except (asyncio.TimeoutError, *db.UNAVAILABLE_ERRORS):
@@ -160,7 +168,7 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
                 settings=settings, pool=pool, writer=writer, principals=principals, record_secret=secret,
                 catalogue_version=CATALOGUE_VERSION))
             yield
-            await writer.stop()
+            await writer.stop(settings.shutdown_grace_s)
             await listener.close()
         finally:
             await pool.close()
