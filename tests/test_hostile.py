@@ -44,20 +44,32 @@ def _error(body: bytes) -> str | None:
         return None
 
 
-@pytest.mark.parametrize("case", ["not_gzip", "too_large", "bomb", "not_json", "deflate_garbage"])
+BAD_BODIES = ["not_gzip", "too_large", "bomb", "not_json", "deflate_garbage", "brotli_garbage", "zstd_garbage"]
+
+
+@pytest.mark.parametrize("case", BAD_BODIES)
 async def test_no_route_answers_500_to_a_bad_body(service, case):
     """Every route, every method it takes: a body that is not what its headers say
     gets a 4xx; a route that reads a body answers the one body reader's codes."""
+    await _bad_body_everywhere(service, case, API_CAP + 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["too_large", "bomb"])
+async def test_no_route_answers_500_to_a_bad_body_at_the_report_cap(service, case):
+    await _bad_body_everywhere(service, case, REPORT_CAP + 1)
+
+
+async def _bad_body_everywhere(service, case: str, size: int) -> None:
     ws = await service.register()
     headers = {**admin_headers(), "Content-Type": "application/json"}
-    if case == "not_gzip":
-        data, headers["Content-Encoding"], want = b'{"plan": "starter"}', "gzip", (400, "malformed_body")
-    elif case == "deflate_garbage":
-        data, headers["Content-Encoding"], want = b"\x78\x9c garbage", "deflate", (400, "malformed_body")
+    garbage = {"not_gzip": "gzip", "deflate_garbage": "deflate", "brotli_garbage": "br", "zstd_garbage": "zstd"}
+    if case in garbage:
+        data, headers["Content-Encoding"], want = b"\x78\x9c not compressed", garbage[case], (400, "malformed_body")
     elif case == "too_large":
-        data, want = b'{"plan": "' + b"x" * REPORT_CAP + b'"}', (413, "too_large")
+        data, want = b'{"plan": "' + b"x" * size + b'"}', (413, "too_large")
     elif case == "bomb":
-        data, headers["Content-Encoding"], want = gzip.compress(b" " * (16 * REPORT_CAP)), "gzip", (413, "too_large")
+        data, headers["Content-Encoding"], want = gzip.compress(b" " * (16 * size)), "gzip", (413, "too_large")
     else:
         data, want = b"{not json", (400, "malformed_body")
     seen = {}
@@ -197,3 +209,43 @@ async def test_a_500_logs_its_traceback_but_no_local_value(database_url, tmp_pat
     assert (exc["exc_type"], exc["exc_value"]) == ("RuntimeError", "a bug")
     assert any(f["name"] == "failing" for f in exc["frames"])
     assert "TOKEN_VALUE" not in stream.getvalue() and "locals" not in stream.getvalue()
+
+
+async def test_deep_nesting_is_400_even_with_a_huge_number(service, report_870):
+    ws = await service.register()
+    for raw in [b"[" * 100_000 + b"]" * 100_000,
+                b'{"activeUsers": 1' + b"0" * 500 + b', "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"]:
+        status, _, body = await service.post_report(ws["token"], raw)
+        assert (status, _error(body)) == (400, "malformed_body")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("digits", [300, 4301, 900_000])
+async def test_huge_numbers_at_the_size_limit(service, report_870, digits):
+    """Every integer of a real record replaced by a ``digits``-digit literal (as
+    many as fit under the cap), or one literal filling the body: every path named
+    ``number_too_large``, never 400/500."""
+    ws = await service.register()
+    literal = b"9" * digits
+    paths = []
+
+    def walk(node, path):
+        for key, value in (node.items() if isinstance(node, dict) else enumerate(node)):
+            here = f"{path}.{key}" if isinstance(node, dict) and path else (str(key) if not path else f"{path}[{key}]")
+            if type(value) is int and value > 1 and (len(paths) + 1) * digits < REPORT_CAP - 100_000:
+                node[key] = "__LITERAL__"
+                paths.append(here)
+            elif isinstance(value, (dict, list)):
+                walk(value, here)
+
+    report_870["process"]["pid"] = 0  # identifying: any integer is taken and dropped
+    walk(report_870, "")
+    assert paths
+    raw = orjson.dumps(report_870).replace(b'"__LITERAL__"', literal)
+    assert len(raw) <= REPORT_CAP
+    status, _, body = await service.post_report(ws["token"], raw)
+    assert status == 422, body[:500]
+    found = {v["path"]: v["reason"] for v in orjson.loads(body)["violations"]}
+    # every violation is the size (an enumerated integer: not one of its values)
+    assert set(found.values()) <= {"number_too_large", "not_in_enumeration"}
+    assert "number_too_large" in found.values() and literal[:50] not in body
