@@ -31,13 +31,17 @@ class Settings(BaseSettings):
     admin_token: str = ""
     signing_key_file: Path | None = None
     receipt_issuer: str = "workspace-statistics-collector"
-    max_body_bytes: int = 1024 * 1024  # after decompression; a real record is ~12-16 KiB
+    max_body_bytes: int = 1024 * 1024  # a report, after decompression; a real record is ~12-16 KiB
+    api_max_body_bytes: int = 64 * 1024  # an operator/workspace API JSON body, after decompression
     db_pool_min: int = 2
     db_pool_max: int = 8
     queue_max: int = 2000  # reports waiting for a database write; beyond: 503 shed(overloaded)
     batch_max: int = 256  # reports written in one transaction (group commit)
     writers: int = 1  # group-commit writer tasks per worker process (more: smaller batches, more CPU per report)
     retry_after_s: int = 5
+    # On SIGTERM/SIGINT/SIGHUP: how long requests in flight may take to finish (then the
+    # writer drains for at most as long again).
+    shutdown_grace_s: float = 30.0
     # Workspace token cache, evicted at once by revocation NOTIFYs; the TTL bounds only a
     # listener connection lost without asyncpg noticing. 0: no cache.
     auth_cache_ttl_s: float = 60.0

@@ -27,6 +27,8 @@ Operator tokens and unknown tokens are never cached.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import re
@@ -36,6 +38,9 @@ from uuid import UUID
 
 import asyncpg
 from cachetools import TTLCache
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from collector.ops import log, metrics
 
 ROLES = ("admin", "billing", "compliance")
 REVOCATION_CHANNEL = "collector_tokens"  # NOTIFY payload: the workspace id
@@ -76,10 +81,23 @@ class Principal:
 
 
 class PrincipalCache:
-    """Workspace principals by token hash, each kept at most ``ttl`` seconds (bounded in size)."""
+    """Workspace principals by token hash, each kept at most ``ttl`` seconds (bounded in size).
+
+    ``generation`` changes with every eviction, suspension and resumption: a
+    lookup that began before one of them does not put its (maybe stale)
+    answer in the cache (``put(..., since=generation)``).
+    """
 
     def __init__(self, ttl: float, maxsize: int = 100_000):
+        self._ttl, self._maxsize = ttl, maxsize
         self._cache: TTLCache | None = TTLCache(maxsize, ttl) if ttl > 0 else None
+        self.generation = 0
+        metrics.TOKEN_CACHE_ON.set(1 if self._cache is not None else 0)
+
+    @property
+    def configured(self) -> bool:
+        """True when a TTL was given (the cache is on unless suspended)."""
+        return self._ttl > 0
 
     @property
     def enabled(self) -> bool:
@@ -88,16 +106,27 @@ class PrincipalCache:
     def get(self, digest: bytes) -> "Principal | None":
         return self._cache.get(digest) if self._cache is not None else None
 
-    def put(self, digest: bytes, principal: "Principal") -> None:
-        if self._cache is not None and principal.kind == "workspace":
+    def put(self, digest: bytes, principal: "Principal", since: int | None = None) -> None:
+        """Keep ``principal``, unless the cache changed since generation ``since``."""
+        if self._cache is not None and principal.kind == "workspace" and since in (None, self.generation):
             self._cache[digest] = principal
 
     def suspend(self) -> None:
         """Stop caching (and forget everything): revocations can no longer be heard."""
         self._cache = None
+        self.generation += 1
+        metrics.TOKEN_CACHE_ON.set(0)
+
+    def resume(self) -> None:
+        """Cache again, from empty (revocations are heard again)."""
+        if self.configured:
+            self._cache = TTLCache(self._maxsize, self._ttl)
+            self.generation += 1
+            metrics.TOKEN_CACHE_ON.set(1)
 
     def forget_workspace(self, workspace_id: UUID) -> None:
         """Drop every cached token of ``workspace_id`` (after a rotate or revoke here)."""
+        self.generation += 1
         if self._cache is not None:
             for digest in [d for d, p in self._cache.items() if p.workspace_id == workspace_id]:
                 self._cache.pop(digest, None)
@@ -137,6 +166,8 @@ async def authenticate(
     digest = token_hash(token)
     if cache is not None and (cached := cache.get(digest)) is not None:
         return cached
+    since = cache.generation if cache is not None else None
+    metrics.TOKEN_LOOKUPS.inc()
     row = await conn.fetchrow(
         "SELECT t.kind, t.workspace_id, t.roles FROM tokens t"
         " LEFT JOIN workspaces w ON w.workspace_id = t.workspace_id"
@@ -147,7 +178,7 @@ async def authenticate(
         raise Unauthorized()
     found = Principal(row["kind"], row["workspace_id"], frozenset(row["roles"]), token_ref(digest))
     if cache is not None:
-        cache.put(digest, found)
+        cache.put(digest, found, since)
     return found
 
 
@@ -214,30 +245,84 @@ async def revoke_operator_token(conn, ref: str) -> dict:
 class RevocationListener:
     """A dedicated connection LISTENing on ``collector_tokens``: every rotate or
     revoke (any process, the CLI included) NOTIFYs the workspace id on commit,
-    and this process drops that workspace's cached tokens. Should the
-    connection be lost, the process stops caching tokens."""
+    and this process drops that workspace's cached tokens.
 
-    def __init__(self, principals: PrincipalCache):
+    Should the connection be lost (a database restart, a terminated backend),
+    the process stops caching at once and reconnects in the background with
+    exponential backoff (tenacity: 0.1 s doubling to ``backoff_max_s``, with
+    jitter, for as long as it takes); caching resumes, from an empty cache,
+    only once it LISTENs again. Metrics: ``collector_token_cache_on`` (0 while
+    suspended), ``collector_revocation_listener_reconnects_total``."""
+
+    def __init__(self, principals: PrincipalCache, backoff_max_s: float = 5.0):
         self._principals = principals
+        self._backoff_max_s = backoff_max_s
+        self._url = ""
         self._conn: asyncpg.Connection | None = None
+        self._reconnecting: asyncio.Task | None = None
+        self._closing = False
+
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
 
     async def start(self, database_url: str) -> None:
-        if not self._principals.enabled:
+        """Listen (when the cache is configured). A first connection that fails
+        does not fail the start: the cache stays suspended until a reconnect succeeds."""
+        if not self._principals.configured:
             return
-        self._conn = await asyncpg.connect(database_url)
-        await self._conn.add_listener(REVOCATION_CHANNEL, self._on_notify)
-        self._conn.add_termination_listener(self._on_lost)
+        self._url = database_url
+        try:
+            await self._listen()
+        except Exception as exc:  # noqa: BLE001 - any failure: suspended, retried in the background
+            self._lost(type(exc).__name__)
 
     async def close(self) -> None:
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
         if self._conn is not None:
             self._conn.remove_termination_listener(self._on_lost)
             await self._conn.close()
+
+    async def _listen(self) -> None:
+        """Connect, LISTEN, then resume caching. Raises what asyncpg raises."""
+        conn = await asyncpg.connect(self._url, timeout=10,
+                                     server_settings={"application_name": "collector-revocations"})
+        try:
+            await conn.add_listener(REVOCATION_CHANNEL, self._on_notify)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(self._on_lost)
+        self._conn = conn
+        self._principals.resume()  # after LISTEN: every later revocation is heard
 
     def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
         self._principals.forget_workspace(UUID(payload))
 
     def _on_lost(self, _conn) -> None:
+        if not self._closing:
+            self._lost("connection_lost")
+
+    def _lost(self, why: str) -> None:
         # Revocations can no longer be heard: stop caching rather than serve a
-        # revoked token for up to the TTL.
+        # revoked token for up to the TTL, and listen again as soon as we can.
         self._principals.suspend()
-        log.warning("revocation_listener_lost", token_cache="suspended")
+        self._conn = None
+        log.warning("revocation_listener_lost", token_cache="suspended", error=why)
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential_jitter(multiplier=0.1, jitter=0.1, max=self._backoff_max_s),
+            retry=retry_if_exception_type(Exception),
+        ):
+            with attempt:
+                metrics.LISTENER_RECONNECTS.inc()
+                await self._listen()
+        log.info("revocation_listener_restored", token_cache="on",
+                 attempts=attempt.retry_state.attempt_number)

@@ -47,7 +47,7 @@ from collector.http.common import (
 )
 from collector.ingest import Ingest, ReceiptSigner, ReportWriter, load_secret
 from collector.ops import database as db
-from collector.ops import log, metrics
+from collector.ops import log, metrics, serving
 
 
 @web.middleware
@@ -57,6 +57,9 @@ async def errors_and_timing(request: web.Request, handler) -> web.StreamResponse
     Database faults become 503 + Retry-After (retryable), never 500.
     """
     started = time.perf_counter()
+    stopping = request.app.get(serving.STOPPING)
+    if stopping is not None:
+        stopping.request_began()
     retry_after = request.app[STATE].settings.retry_after_s
     try:
         response = await handler(request)
@@ -70,14 +73,36 @@ async def errors_and_timing(request: web.Request, handler) -> web.StreamResponse
         response = error_response(404, "unknown_workspace", "no active workspace with that id")
     except db.UNAVAILABLE_ERRORS:
         response = error_response(503, "database_unavailable", "the database is unavailable; retry later", retry_after=retry_after)
-    except web.HTTPException as exc:
-        response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except web.HTTPException as exc:  # aiohttp's own: 404 unmatched, 405 (with Allow), 413
+        response = _http_error(exc)
     except Exception as exc:  # a bug: say so in JSON, log it, count it (never for a retryable fault)
         log.exception("request_failed", route=_route(request), error=type(exc).__name__)
         response = error_response(500, "internal_error", "the collector failed on this request; it is logged")
+    if stopping is not None and stopping.is_set:
+        response.force_close()  # the worker is stopping: no further request on this connection
+    elif request.body_exists and not request.content.at_eof():
+        # The body was not (all) read: answered before reading it (a shed, a 401,
+        # a route that reads none) or refused while reading it (413, corrupt
+        # compressed data). The connection is not reused: aiohttp reads and
+        # drops the rest after the answer, then closes it.
+        response.force_close()
     metrics.REQUEST_SECONDS.labels(_route(request), f"{response.status // 100}xx").observe(
         time.perf_counter() - started
     )
+    return response
+
+
+#: Error codes of aiohttp's own HTTP errors where ours differ from its reason phrase.
+_HTTP_ERROR_CODES = {413: "too_large"}
+
+
+def _http_error(exc: web.HTTPException) -> web.Response:
+    """An aiohttp HTTPException as our JSON error answer; a 405 keeps its ``Allow``
+    header (RFC 9110 15.5.6), a 413 is coded ``too_large`` as everywhere else."""
+    code = _HTTP_ERROR_CODES.get(exc.status, exc.reason.lower().replace(" ", "_"))
+    response = error_response(exc.status, code, exc.reason)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
     return response
 
 
@@ -92,6 +117,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    stopping = request.app.get(serving.STOPPING)
+    if stopping is not None and stopping.is_set:
+        return error_response(503, "stopping", "this worker is stopping", retry_after=request.app[STATE].settings.retry_after_s)
     try:
         await asyncio.wait_for(request.app[STATE].pool.fetchval("SELECT 1"), timeout=2)
     except (asyncio.TimeoutError, *db.UNAVAILABLE_ERRORS):
@@ -111,7 +139,8 @@ async def jwks(request: web.Request) -> web.Response:
 def make_app(settings: Settings, database_url: str) -> web.Application:
     """Build the application. On startup it connects to ``database_url`` (retrying
     for up to 30 s), applies migrations and starts the group-commit writer."""
-    app = web.Application(middlewares=[errors_and_timing], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[errors_and_timing],
+                          client_max_size=max(settings.max_body_bytes, settings.api_max_body_bytes))
 
     async def lifecycle(app: web.Application):
         async for attempt in AsyncRetrying(
@@ -139,7 +168,7 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
                 settings=settings, pool=pool, writer=writer, principals=principals, record_secret=secret,
                 catalogue_version=CATALOGUE_VERSION))
             yield
-            await writer.stop()
+            await writer.stop(settings.shutdown_grace_s)
             await listener.close()
         finally:
             await pool.close()

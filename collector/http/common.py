@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from collector.accounts import Principal, PrincipalCache, Unauthorized, tokens
 from collector.config import Settings
-from collector.ingest import Ingest, ReceiptSigner, ReportWriter
+from collector.ingest import Ingest, ReceiptSigner, ReportWriter, decoding, outcomes
 
 
 @dataclass
@@ -92,15 +92,17 @@ class BadRequest(Exception):
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """Parse a small JSON request body into ``model`` (strict).
 
-    Raises BadRequest: 415 when not JSON, 400 when malformed, 422 with
+    The body is read by the one body reader of every endpoint
+    (``collector.ingest.decoding.read_body``), capped at
+    ``COLLECTOR_API_MAX_BODY_BYTES`` after decompression. Raises BadRequest:
+    415 ``unsupported_media_type`` / ``unsupported_encoding``, 413 ``too_large``,
+    400 ``malformed_body`` (not JSON, corrupt compressed data), 422 with
     ``violations`` (path and reason, never the value) when it does not fit.
     """
-    if request.content_type != "application/json":
-        raise BadRequest(415, "unsupported_media_type", "Content-Type must be application/json")
     try:
-        raw = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise BadRequest(400, "malformed_body", "the body is not valid JSON") from None
+        raw = decoding.parse_json(await decoding.read_body(request, state(request).settings.api_max_body_bytes))
+    except outcomes.Refusal as refusal:
+        raise BadRequest(refusal.outcome.status, refusal.reason.value, refusal.detail) from None
     return _validate(model, raw, strict=True, what="the request body")
 
 

@@ -5,7 +5,8 @@ Public surface:
 - ``ReportWriter`` (``writer``): the group-commit writer; ``load_secret``;
 - ``ReceiptSigner`` (``receipts``): signs receipts, serves the JWKS;
 - ``outcomes``: the closed list of outcomes (``Kind``, ``Reason``, ``Refusal``);
-- ``quarantine``: refused reports (paths and reasons, never values).
+- ``quarantine``: refused reports (paths and reasons, never values);
+- ``decoding``: the one body reader of every endpoint (limits, decompression) and the JSON parse.
 
 Inside, in the order a report meets them: ``pipeline`` (auth, admission),
 ``decoding`` (body limits, decompression, JSON), the gate
@@ -13,9 +14,10 @@ Inside, in the order a report meets them: ``pipeline`` (auth, admission),
 transaction), ``receipts``.
 """
 
-from collector.ingest import outcomes, quarantine
+from collector.ingest import decoding, outcomes, quarantine
 from collector.ingest.pipeline import Answer, Ingest
 from collector.ingest.receipts import ReceiptSigner
 from collector.ingest.writer import ReportWriter, load_secret
 
-__all__ = ["Answer", "Ingest", "ReceiptSigner", "ReportWriter", "load_secret", "outcomes", "quarantine"]
+__all__ = ["Answer", "Ingest", "ReceiptSigner", "ReportWriter", "load_secret", "decoding", "outcomes",
+           "quarantine"]

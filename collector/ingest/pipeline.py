@@ -56,9 +56,9 @@ class Ingest:
         try:
             workspace_id = await self.authenticate(request)
             self.admit()
-            body = await decoding.read_body(request)
+            body = await decoding.read_body(request, self.settings.max_body_bytes)
             doc = decoding.parse_json(body)
-            checked = self.gate(doc)
+            checked = self.gate(doc, body)
             # While it waits for its batch, a request holds only the kept
             # categories, not the body nor the parsed document: memory stays
             # bounded by the queue.
@@ -90,13 +90,23 @@ class Ingest:
         if self.writer.full():
             raise Refusal(Reason.OVERLOADED, "the collector is at capacity; retry later")
 
-    def gate(self, doc: object) -> CheckedReport:
+    def gate(self, doc: object, body: bytes | None = None) -> CheckedReport:
         """The privacy gate (``collector.gate.check_report``: validate, strip the
         identifying fields, fold) and the clock check. Refuses
         ``schema_violation`` (violations: path and reason, never a value) or
-        ``future_record`` (createdAt beyond ``future_tolerance_s``)."""
+        ``future_record`` (createdAt beyond ``future_tolerance_s``).
+
+        orjson reads an integer literal beyond 64 bits as a float (``expected_integer``):
+        such a refused ``body`` is parsed again exactly and checked again, so the
+        number is named ``number_too_large`` (refused bodies only: no cost to accepted ones)."""
         try:
-            checked = check_report(doc)
+            try:
+                checked = check_report(doc)
+            except SchemaViolation as exc:
+                if body is None or not any(v.reason == "expected_integer" for v in exc.violations) \
+                        or not decoding.has_long_integers(body):
+                    raise
+                checked = check_report(decoding.parse_exact(body))
         except SchemaViolation as exc:
             violations = [{"path": v.path, "reason": v.reason, "message": v.message} for v in exc.violations]
             raise Refusal(Reason.SCHEMA_VIOLATION, "the report does not fit the schema", violations) from None

@@ -112,9 +112,14 @@ class ReportWriter:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(), name=f"writer-{i}") for i in range(self._n_writers)]
 
-    async def stop(self) -> None:
-        """Write what is queued, then stop the writer tasks."""
-        await self._queue.join()
+    async def stop(self, timeout: float | None = None) -> None:
+        """Write what is queued (for at most ``timeout`` seconds; None: no bound),
+        then stop the writer tasks. Reports still queued then are not written
+        (their requests were not answered: nothing acknowledged is dropped)."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("writer_stopped_with_queued_reports", reports=self._queue.qsize())
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

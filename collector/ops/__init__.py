@@ -1,15 +1,16 @@
 """Operations, at the bottom: imports nothing of the collector's but ``config``.
 
 Public surface (modules):
-- ``database``: the embedded PostgreSQL, the pool, migrations (``sql/``),
+- ``database``: the pool, migrations (``sql/``), the embedded PostgreSQL
+  (``embedded``: who holds it, stopped by the last),
   ``UNAVAILABLE_ERRORS``, shared advisory-lock namespaces;
 - ``logs``: structured logging (structlog); ``metrics``: Prometheus metrics;
 - ``serving``: ``collector serve``'s processes; ``sqljson``: JSON and CSV
   rendered by PostgreSQL.
 """
 
-from collector.ops import database, logs, metrics, serving, sqljson
+from collector.ops import database, embedded, logs, metrics, serving, sqljson
 from collector.ops.database import ROLLUP_LOCK_NAMESPACE, UNAVAILABLE_ERRORS
 from collector.ops.logs import log
 
-__all__ = ["database", "logs", "metrics", "serving", "sqljson", "ROLLUP_LOCK_NAMESPACE", "UNAVAILABLE_ERRORS", "log"]
+__all__ = ["database", "embedded", "logs", "metrics", "serving", "sqljson", "ROLLUP_LOCK_NAMESPACE", "UNAVAILABLE_ERRORS", "log"]

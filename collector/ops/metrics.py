@@ -47,6 +47,18 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
 
+TOKEN_LOOKUPS = Counter(
+    "collector_token_lookups", "Bearer tokens looked up in the database (not served from the token cache)."
+)
+TOKEN_CACHE_ON = Gauge(
+    "collector_token_cache_on",
+    "1 while the workspace token cache is on; 0 while suspended (its revocation listener is not listening).",
+    multiprocess_mode="livemin",
+)
+LISTENER_RECONNECTS = Counter(
+    "collector_revocation_listener_reconnects", "Attempts to listen again for token revocations after a loss."
+)
+
 
 def exposition() -> tuple[bytes, str]:
     """The text exposition of all metrics and its content type."""

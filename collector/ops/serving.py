@@ -11,8 +11,10 @@ Metrics: prometheus-client's multiprocess mode. The parent points
 ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder (unless it is set), so
 ``/metrics`` on any worker reports the sum over all workers.
 
-SIGTERM or Ctrl-C to the parent stops every worker gracefully (each drains its
-write queue), then the parent exits and stops the embedded PostgreSQL. If a
+SIGTERM, SIGHUP or Ctrl-C to the parent stops every worker gracefully (each
+stops accepting, answers its requests in flight within
+``COLLECTOR_SHUTDOWN_GRACE_S`` and drains its write queue: ``run_worker``),
+then the parent exits and stops the embedded PostgreSQL. If a
 worker dies, the parent stops the others and exits with status 1, for the
 supervisor to restart the service.
 """
@@ -30,6 +32,8 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 
+from aiohttp import web
+
 from collector.config import Settings
 from collector.ops import logs
 
@@ -42,26 +46,93 @@ Prepare = Callable[[Settings, str], Awaitable[None]]
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
+#: Signals that stop ``serve`` gracefully (SIGHUP: the terminal closed).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: After the listening socket is closed, connections already open may still
+#: send requests (each answered ``Connection: close``); idle ones are closed
+#: once no request has begun for this long. Seconds.
+QUIET_S = 1.0
+
+
+class Stopping:
+    """Whether this worker is stopping: set on a stop signal. While set, every
+    answer says ``Connection: close`` and ``/readyz`` answers 503 (the HTTP
+    layer reads it from the application, ``app[STOPPING]``, and calls
+    ``request_began`` for every request)."""
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self.last_request = 0.0  # loop time of the latest request begun while stopping
+
+    def request_began(self) -> None:
+        if self.is_set:
+            self.last_request = asyncio.get_running_loop().time()
+
+    async def quiet(self, period_s: float, limit_s: float) -> None:
+        """Return once no request has begun for ``period_s`` (at most ``limit_s`` from now)."""
+        loop = asyncio.get_running_loop()
+        self.last_request = start = loop.time()
+        while (now := loop.time()) - self.last_request < period_s and now - start < limit_s:
+            await asyncio.sleep(0.05)
+
+
+STOPPING = web.AppKey("stopping", Stopping)
+
+
 def run_worker(settings: Settings, database_url: str, host: str, port: int, reuse_port: bool,
                make_app: AppFactory) -> None:
-    """Run the application ``make_app`` builds in this process until SIGTERM/SIGINT."""
-    from aiohttp import web
+    """Run the application ``make_app`` builds in this process until SIGTERM, SIGINT or SIGHUP.
 
+    Graceful stop: accept what the kernel already queued, close the listening
+    socket (new connections are refused), answer what open connections still
+    send (``Connection: close``) until none has begun for ``QUIET_S``, close
+    idle connections, wait up to
+    ``COLLECTOR_SHUTDOWN_GRACE_S`` for the requests in flight (aiohttp's
+    ``shutdown_timeout``; still running then: cancelled, unanswered, so not
+    acknowledged), then the application's cleanup (the writer drains, for at
+    most the grace period again; the pool closes).
+    """
     logs.configure(settings.log_level, settings.log_json)
     try:
         import uvloop
     except ImportError:  # optional: the default asyncio loop works too
         uvloop = None
-    web.run_app(
-        make_app(settings, database_url),
-        host=host,
-        port=port,
-        reuse_port=reuse_port or None,
-        access_log=None,
-        print=lambda _msg: logs.log.info("listening", url=f"http://{host}:{port}", pid=os.getpid()),
-        loop=uvloop.new_event_loop() if uvloop else None,
-    )
+    app = make_app(settings, database_url)
+    stopping = Stopping()
+    app[STOPPING] = stopping  # type: ignore[index]
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+            runner.run(_serve(app, host, port, reuse_port, settings.shutdown_grace_s, stopping))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     logs.log.info("stopped", pid=os.getpid())
+
+
+async def _serve(app: web.Application, host: str, port: int, reuse_port: bool, grace_s: float,
+                 stopping: Stopping) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace_s)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+        await site.start()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, stop.set)
+        logs.log.info("listening", url=f"http://{host}:{port}", pid=os.getpid())
+        await stop.wait()
+        stopping.is_set = True
+        logs.log.info("stopping", pid=os.getpid(), grace_s=grace_s)
+        for _ in range(3):  # the loop accepts the connections the kernel has queued
+            await asyncio.sleep(0)
+        await site.stop()  # new connections are refused from here on
+        await stopping.quiet(QUIET_S, grace_s)
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
 
 
 def _worker_main(settings: Settings, database_url: str, host: str, port: int, make_app: AppFactory) -> None:
@@ -120,7 +191,7 @@ def serve(settings: Settings, database_url: str, host: str, port: int, workers: 
         nonlocal stopping
         stopping = True
 
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     try:
         for p in procs:
             p.start()
@@ -133,8 +204,8 @@ def serve(settings: Settings, database_url: str, host: str, port: int, workers: 
         for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.join(60)
+        for p in procs:  # a worker waits up to the grace period twice (requests, then the writer)
+            p.join(2 * settings.shutdown_grace_s + 10)
             if p.is_alive():
                 p.kill()
                 p.join()
