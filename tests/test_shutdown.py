@@ -161,13 +161,13 @@ async def test_past_the_grace_period_it_stops_and_acknowledges_nothing_unstored(
         await tx.start()
         await locker.execute("LOCK TABLE reports IN EXCLUSIVE MODE")
         try:
-            sent = [asyncio.create_task(post(session, url, token, orjson.dumps({**template, "_id": f"late-{i}"})))
-                    for i in range(10)]
+            def send(i: int) -> asyncio.Task:
+                return asyncio.create_task(post(session, url, token, orjson.dumps({**template, "_id": f"late-{i}"})))
 
-            async def held() -> bool:
-                return int(await queue_depth(session, url)) + await db.fetchval(WRITER_WAITS) == 10
-
-            await until(held, "every request is in flight")
+            sent = [send(0)]  # alone: the writer's batch holds exactly it, waiting for the lock
+            await until(lambda: _equals(db.fetchval(WRITER_WAITS), 1), "the writer waits for the lock")
+            sent += [send(i) for i in range(1, 10)]
+            await until(lambda: _equals(queue_depth(session, url), 9), "every request is in flight")
             proc.send_signal(signal.SIGTERM)
             answers = await asyncio.gather(*sent)
             assert proc.wait(30) == 0  # stopped while the lock is still held
