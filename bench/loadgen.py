@@ -3,6 +3,9 @@
     uv run python -m bench.loadgen --spawn --workers 2 --duration 60            # as fast as possible
     uv run python -m bench.loadgen --spawn --workers 2 --rate 500 --duration 30 # fixed rate (open loop)
     uv run python -m bench.loadgen --url http://127.0.0.1:8080 --server-pid PID ...
+    uv run python -m bench.loadgen --spawn --anchor --duration 15                # vs the naive anchor
+    uv run python -m bench.loadgen --spawn --anchor --rate half --duration 15    # latency at half its max
+    uv run python -m bench.loadgen --spawn --storm 5000 --timeout 10             # 64 connections, then 5000
 
 It registers ``--workspaces`` workspaces through the operator API
 (``COLLECTOR_ADMIN_TOKEN`` or ``--admin-token``), then posts real-size records
@@ -19,6 +22,21 @@ PostgreSQL backends of its database, of the generator itself and of every other
 process on the machine (a shared machine's noise shows there), the CPU per
 accepted report, the floor (parse + validate the same bodies in this one
 process) and the ratio between them; the last line is a JSON summary.
+
+``--anchor`` also starts the naive anchor (``bench/anchor.py``) in a fresh
+database on ``--pg`` and runs the same load against it first, then against the
+collector (one server at a time); the summary adds its figures as
+``anchor_*`` and ``ratio`` (collector reports/s / anchor reports/s). With
+``--rate half`` the anchor's maximum rate is measured first (closed loop,
+``anchor_max_reports_per_s``), then both run open loop at half of it
+(``p99_ms`` vs ``anchor_p99_ms``, ``latency_target_met``). ``--storm N`` runs
+the closed loop with ``--connections`` and then with N connections against the
+same server (``storm_*``, ``storm_ratio`` = storm rate / first rate,
+``storm_target_met`` at >= 0.8). CPU per accepted report is split into the
+server, its PostgreSQL backends and the load generator
+(``cpu_ms_per_report_server`` / ``_postgres`` / ``_loadgen``), plus
+PostgreSQL's shared background processes (``postgres_aux_cpu_pct``: WAL
+writer, checkpointer...; shared with every database on that server).
 
 The HTTP client is a minimal HTTP/1.1 keep-alive client on asyncio protocols:
 the bodies are pre-serialised, so the generator spends as little of the shared
@@ -237,6 +255,28 @@ class Spawned:
             shutil.rmtree(self.dir, ignore_errors=True)  # kept (with server.log) when the server failed
 
 
+class SpawnedAnchor(Spawned):
+    """The naive anchor (``bench/anchor.py``) in a fresh database on ``pg``; ``stop()`` as ``Spawned``."""
+
+    def __init__(self, pg: str):  # noqa: super().__init__ would start the collector
+        self.pg = pg
+        self.db = "anchor_bench_" + secrets.token_hex(4)
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="anchor-bench-", dir="/tmp")
+        self._sql(f'CREATE DATABASE "{self.db}"')
+        self.log = open(Path(self.dir) / "server.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.anchor", "--port", str(self.port), "--database-url", with_database(pg, self.db)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+
+PG_AUX = ("walwriter", "checkpointer", "background writer", "autovacuum launcher", "logical replication launcher")
+
+
 class ProcWatch:
     """CPU seconds and peak RSS of a process tree (the server) and of PostgreSQL, sampled in a thread."""
 
@@ -247,6 +287,7 @@ class ProcWatch:
         self._stop = threading.Event()
         self._cpu: dict[int, float] = {}
         self._pg0: dict[int, float] = {}
+        self._aux0: dict[int, float] = {}
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def procs(self) -> list[psutil.Process]:
@@ -257,11 +298,15 @@ class ProcWatch:
         except psutil.NoSuchProcess:
             return []
 
-    def _pg_cpu(self) -> dict[int, float]:
+    def _pg_cpu(self, aux: bool = False) -> dict[int, float]:
+        """CPU s of the PostgreSQL backends of the database (``aux``: of its shared background processes)."""
         out = {}
         for p in psutil.process_iter(["name", "cpu_times", "cmdline"]):
             if p.info["name"] in ("postgres", "postmaster") and p.info["cpu_times"]:
-                if self.database and self.database not in " ".join(p.info["cmdline"] or ()):
+                cmdline = " ".join(p.info["cmdline"] or ())
+                if aux != any(a in cmdline for a in PG_AUX):
+                    continue
+                if not aux and self.database and self.database not in cmdline:
                     continue
                 out[p.pid] = sum(p.info["cpu_times"][:2])
         return out
@@ -285,6 +330,7 @@ class ProcWatch:
         self._sample()
         self._cpu0 = dict(self._cpu)
         self._pg0 = self._pg_cpu()
+        self._aux0 = self._pg_cpu(aux=True)
         self._self0 = sum(psutil.Process().cpu_times()[:2])
         self._sys0 = psutil.cpu_times()
         self._t0 = time.monotonic()
@@ -298,14 +344,16 @@ class ProcWatch:
         server = sum(v - self._cpu0.get(pid, 0.0) for pid, v in self._cpu.items())
         pg1 = self._pg_cpu()
         pg = sum(v - self._pg0.get(pid, 0.0) for pid, v in pg1.items())
+        aux = sum(v - self._aux0.get(pid, 0.0) for pid, v in self._pg_cpu(aux=True).items())
         own = sum(psutil.Process().cpu_times()[:2]) - self._self0
         sys1 = psutil.cpu_times()
         busy = sum(getattr(sys1, f) - getattr(self._sys0, f) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
         return {
             "machine_cpu_pct": round(100 * busy / wall, 1),
-            "other_cpu_pct": round(100 * (busy - server - pg - own) / wall, 1),
+            "other_cpu_pct": round(100 * (busy - server - pg - aux - own) / wall, 1),
             "server_cpu_pct": round(100 * server / wall, 1) if self.root else None,
             "postgres_cpu_pct": round(100 * pg / wall, 1),
+            "postgres_aux_cpu_pct": round(100 * aux / wall, 1),
             "loadgen_cpu_pct": round(100 * own / wall, 1),
             "server_peak_rss_mb": round(self.peak_rss / 2**20, 1) if self.root else None,
         }
@@ -343,8 +391,9 @@ async def wait_ready(port: int, proc: subprocess.Popen | None, timeout: float = 
     raise SystemExit("the server did not become ready")
 
 
-async def run_load(args, port: int, tokens: list[str], bodies: Bodies) -> tuple[list[float], Counter, float, int]:
-    """Post for ``args.duration`` s; return (latencies of 200s, status counts, elapsed s, sent)."""
+async def run_load(args, port: int, tokens: list[str], bodies: Bodies) -> tuple[list[float], Counter, float, int, int]:
+    """Post for ``args.duration`` s; return (latencies of 200s, status counts, elapsed s, sent,
+    200s answered within the ``args.duration`` s)."""
     client = Client(port, args.timeout)
     paths = ["/", "/api/v1/statistics"]
     heads = [
@@ -363,6 +412,12 @@ async def run_load(args, port: int, tokens: list[str], bodies: Bodies) -> tuple[
     t0, p0 = loop.time(), time.perf_counter()  # the schedule runs on loop time; latencies on perf_counter
     end = t0 + args.duration
     counter = iter(range(args.max_requests))
+    in_window = 0
+
+    def accepted_at(t: float) -> None:
+        nonlocal in_window
+        if t <= end:
+            in_window += 1
 
     async def closed_loop():
         conn = None
@@ -374,6 +429,7 @@ async def run_load(args, port: int, tokens: list[str], bodies: Bodies) -> tuple[
             statuses[status] += 1
             if status == 200:
                 latencies.append(time.perf_counter() - started)
+                accepted_at(loop.time())
 
     async def open_loop():
         idle: asyncio.Queue = asyncio.Queue()
@@ -390,6 +446,7 @@ async def run_load(args, port: int, tokens: list[str], bodies: Bodies) -> tuple[
             statuses[status] += 1
             if status == 200:
                 latencies.append(time.perf_counter() - (scheduled - t0 + p0))
+                accepted_at(loop.time())
 
         interval = 1.0 / args.rate
         for i in counter:
@@ -417,7 +474,7 @@ async def run_load(args, port: int, tokens: list[str], bodies: Bodies) -> tuple[
     else:
         await asyncio.gather(*(closed_loop() for _ in range(args.connections)))
     elapsed = loop.time() - t0
-    return latencies, statuses, elapsed, sum(v for k, v in statuses.items() if k != "client_backlog")
+    return latencies, statuses, elapsed, sum(v for k, v in statuses.items() if k != "client_backlog"), in_window
 
 
 def pct(sorted_values: list[float], p: float) -> float:
@@ -427,28 +484,135 @@ def pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[k] * 1000
 
 
+def run_phase(args, port: int, pid: int | None, database: str | None, tokens: list[str],
+              connections: int, rate: float) -> dict:
+    """One load run against one server: its figures (the keys of the JSON summary)."""
+    bodies = Bodies(secrets.token_hex(4))  # fresh record ids: a second run on a server sends no duplicates
+    run_args = argparse.Namespace(**{**vars(args), "connections": connections, "rate": rate})
+    watch = ProcWatch(pid, database)
+    watch.start()
+    latencies, statuses, elapsed, sent, in_window = asyncio.run(run_load(run_args, port, tokens, bodies))
+    usage = watch.finish()
+    latencies.sort()
+    accepted = statuses.get(200, 0)
+    rate_ok = accepted / elapsed
+
+    def per_report(*pcts) -> float | None:  # CPU ms per accepted report from % of one core
+        return round(10 * sum(x or 0 for x in pcts) / rate_ok, 3) if rate_ok else None
+
+    return {
+        "mode": f"rate {rate:g}/s" if rate > 0 else "max",
+        "connections": connections,
+        "duration_s": round(elapsed, 1),
+        "sent": sent,
+        "offered_per_s": round(sent / elapsed, 1),
+        "accepted": accepted,
+        "reports_per_s": round(rate_ok, 1),
+        # 200s answered within --duration, per s of it: under a storm the closed loop's drain (requests
+        # already sent, up to --timeout) would otherwise count at a time nothing new is offered
+        "window_reports_per_s": round(in_window / min(elapsed, args.duration), 1),
+        "p50_ms": round(pct(latencies, 50), 2),
+        "p95_ms": round(pct(latencies, 95), 2),
+        "p99_ms": round(pct(latencies, 99), 2),
+        "errors": {str(k if k else "connection"): v for k, v in sorted(statuses.items(), key=str) if k != 200 and v},
+        **usage,
+        # CPU per accepted report (server + PostgreSQL): robust to other load on the machine
+        "cpu_ms_per_report": per_report(usage["server_cpu_pct"], usage["postgres_cpu_pct"]),
+        "cpu_ms_per_report_server": per_report(usage["server_cpu_pct"]),
+        "cpu_ms_per_report_postgres": per_report(usage["postgres_cpu_pct"]),
+        "cpu_ms_per_report_postgres_aux": per_report(usage["postgres_aux_cpu_pct"]),
+        "cpu_ms_per_report_loadgen": per_report(usage["loadgen_cpu_pct"]),
+    }
+
+
+def print_phase(label: str, r: dict) -> None:
+    print(f"[{label}] accepted: {r['accepted']} in {r['duration_s']:.1f} s = {r['reports_per_s']:.1f} reports/s"
+          f" ({r['window_reports_per_s']:.1f}/s within the window; {r['mode']}, {r['connections']} connections,"
+          f" {r['sent']} sent)")
+    print(f"[{label}] latency of 200s: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms")
+    print(f"[{label}] errors by status: {r['errors'] or 'none'}")
+    print(f"[{label}] server: CPU {r['server_cpu_pct']}% of one core, peak RSS {r['server_peak_rss_mb']} MB;"
+          f" PostgreSQL CPU {r['postgres_cpu_pct']}% (+ shared background {r['postgres_aux_cpu_pct']}%);"
+          f" load generator CPU {r['loadgen_cpu_pct']}%;"
+          f" whole machine {r['machine_cpu_pct']}% of {psutil.cpu_count()} cores (other processes {r['other_cpu_pct']}%)")
+    print(f"[{label}] CPU ms per accepted report: server {r['cpu_ms_per_report_server']},"
+          f" PostgreSQL {r['cpu_ms_per_report_postgres']} (+ {r['cpu_ms_per_report_postgres_aux']} shared),"
+          f" load generator {r['cpu_ms_per_report_loadgen']}")
+
+
+def prefixed(prefix: str, r: dict) -> dict:
+    return {prefix + k: v for k, v in r.items()}
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     target = ap.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", help="a running collector on 127.0.0.1 (e.g. http://127.0.0.1:8080)")
     target.add_argument("--spawn", action="store_true", help="start `collector serve` in a fresh database on --pg")
-    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="PostgreSQL for --spawn")
+    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="PostgreSQL for --spawn and --anchor")
     ap.add_argument("--workers", type=int, default=2, help="--spawn: server worker processes")
     ap.add_argument("--server-pid", type=int, help="--url: the server's PID, for its CPU and RSS")
     ap.add_argument("--pg-database", help="--url: count the CPU of this database's PostgreSQL backends only")
     ap.add_argument("--admin-token", default=os.environ.get("COLLECTOR_ADMIN_TOKEN", ""))
-    ap.add_argument("--rate", type=float, default=0, help="reports/s (open loop); 0: as fast as possible")
-    ap.add_argument("--duration", type=float, default=20, help="seconds of load (max 600)")
+    ap.add_argument("--rate", default="0",
+                    help="reports/s (open loop); 0: as fast as possible; 'half' (with --anchor): half the anchor's max")
+    ap.add_argument("--duration", type=float, default=20, help="seconds of load (max 600), each run")
     ap.add_argument("--max-requests", type=int, default=2_000_000, help="stop after this many requests")
     ap.add_argument("--connections", type=int, default=64, help="keep-alive connections")
     ap.add_argument("--workspaces", type=int, default=500, help="workspaces to register")
     ap.add_argument("--timeout", type=float, default=30, help="per-request timeout, s")
     ap.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for the spawned server")
+    ap.add_argument("--anchor", action="store_true",
+                    help="run the same load against the naive anchor (bench/anchor.py) first; summary: anchor_*, ratio")
+    ap.add_argument("--storm", type=int, default=0, metavar="N",
+                    help="closed loop with --connections, then with N connections (same server); summary: storm_*, storm_ratio")
     args = ap.parse_args(argv)
     args.duration = min(args.duration, 600)
     args.max_requests = min(args.max_requests, 10_000_000)
+    half = args.rate == "half"
+    if half and not args.anchor:
+        ap.error("--rate half needs --anchor")
+    try:
+        rate = 0.0 if half else float(args.rate)
+    except ValueError:
+        ap.error("--rate: a number of reports/s, or 'half'")
+    if args.storm and (rate > 0 or half):
+        ap.error("--storm runs closed loop: no --rate")
+    if args.storm:  # a connection per file descriptor, on both sides
+        import resource
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the spawned server and drop its database
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * args.storm + 1024)), hard))
+
+    # the runs of each server: (summary prefix, connections, rate); rate None: half the anchor's max
+    phases: list[tuple[str, int, float | None]] = [("", args.connections, None if half else rate)]
+    if args.storm:
+        phases.append(("storm_", args.storm, 0.0))
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the spawned servers and drop their databases
+    results: dict[str, dict] = {}
+    if args.anchor:
+        anchor = SpawnedAnchor(args.pg)
+        try:
+            port = urlsplit(anchor.url).port
+            asyncio.run(wait_ready(port, anchor.proc))
+            print(f"anchor: pid {anchor.proc.pid}, {anchor.url}, database {anchor.db}", file=sys.stderr, flush=True)
+            tokens = [f"wsc_ws_{secrets.token_urlsafe(32)}" for _ in range(args.workspaces)]  # same size; never checked
+            if half:
+                results["anchor_max_"] = run_phase(args, port, anchor.proc.pid, anchor.db, tokens, args.connections, 0)
+                print_phase("anchor max", results["anchor_max_"])
+                rate = results["anchor_max_"]["reports_per_s"] / 2
+            for prefix, conns, r in phases:
+                results["anchor_" + prefix] = run_phase(args, port, anchor.proc.pid, anchor.db, tokens, conns,
+                                                        rate if r is None else r)
+                print_phase("anchor " + (prefix.rstrip("_") or "run"), results["anchor_" + prefix])
+        finally:
+            anchor.stop()
+
     spawned = None
     if args.spawn:
         args.admin_token = args.admin_token or "wsc_op_bench_" + secrets.token_urlsafe(16)
@@ -466,48 +630,52 @@ def main(argv: list[str] | None = None) -> int:
     port = parts.port or 80
 
     try:
-        runner = asyncio.run
-        runner(wait_ready(port, spawned.proc if spawned else None))
-        tokens = runner(register(port, args.admin_token, args.workspaces))
-        bodies = Bodies(secrets.token_hex(4))
-        watch = ProcWatch(pid, spawned.db if spawned else args.pg_database)
-        watch.start()
-        latencies, statuses, elapsed, sent = runner(run_load(args, port, tokens, bodies))
-        usage = watch.finish()
+        asyncio.run(wait_ready(port, spawned.proc if spawned else None))
+        if spawned:
+            print(f"collector: pid {pid}, {url}, database {spawned.db}", file=sys.stderr, flush=True)
+        tokens = asyncio.run(register(port, args.admin_token, args.workspaces))
+        database = spawned.db if spawned else args.pg_database
+        for prefix, conns, r in phases:
+            results[prefix] = run_phase(args, port, pid, database, tokens, conns, rate if r is None else r)
+            print_phase(prefix.rstrip("_") or "collector", results[prefix])
     finally:
         if spawned:
             spawned.stop()
-    floor = floor_rate(bodies)
+    floor = floor_rate(Bodies(secrets.token_hex(4)))
 
-    latencies.sort()
-    accepted = statuses.get(200, 0)
-    rate = accepted / elapsed
-    errors = {str(k if k else "connection"): v for k, v in sorted(statuses.items(), key=str) if k != 200 and v}
+    main_run = results[""]
     summary = {
-        "mode": f"rate {args.rate:g}/s" if args.rate > 0 else "max",
-        "duration_s": round(elapsed, 1),
-        "sent": sent,
-        "offered_per_s": round(sent / elapsed, 1),
-        "accepted": accepted,
-        "reports_per_s": round(rate, 1),
-        "p50_ms": round(pct(latencies, 50), 2),
-        "p95_ms": round(pct(latencies, 95), 2),
-        "p99_ms": round(pct(latencies, 99), 2),
-        "errors": errors,
-        **usage,
-        # CPU per accepted report (server + PostgreSQL): robust to other load on the machine
-        "cpu_ms_per_report": round(10 * ((usage["server_cpu_pct"] or 0) + usage["postgres_cpu_pct"]) / rate, 3) if rate else None,
+        **main_run,
         "floor_parse_validate_per_s": round(floor, 1),
-        "floor_ratio": round(floor / rate, 2) if rate else None,
+        "floor_ratio": ratio(floor, main_run["reports_per_s"]),
         "workers": args.workers if spawned else None,
     }
-    print(f"accepted: {accepted} in {elapsed:.1f} s = {rate:.1f} reports/s ({summary['mode']}, {sent} sent)")
-    print(f"latency of 200s: p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms")
-    print(f"errors by status: {errors or 'none'}")
-    print(f"server: CPU {usage['server_cpu_pct']}% of one core, peak RSS {usage['server_peak_rss_mb']} MB;"
-          f" PostgreSQL CPU {usage['postgres_cpu_pct']}%; load generator CPU {usage['loadgen_cpu_pct']}%;"
-          f" whole machine {usage['machine_cpu_pct']}% of {psutil.cpu_count()} cores (other processes {usage['other_cpu_pct']}%)")
+    for prefix, r in results.items():
+        if prefix:
+            summary.update(prefixed(prefix, r))
+    if args.anchor:
+        a = results["anchor_"]
+        summary["ratio"] = ratio(main_run["reports_per_s"], a["reports_per_s"])
+        summary["cpu_ratio"] = ratio(a["cpu_ms_per_report"], main_run["cpu_ms_per_report"])  # >1: we use less
+        if half:
+            summary["rate"] = round(rate, 1)
+            summary["p99_ratio"] = ratio(main_run["p99_ms"], a["p99_ms"])
+            summary["latency_target_met"] = main_run["p99_ms"] <= a["p99_ms"]
+    if args.storm:
+        # within the window: the storm's drain (up to --timeout) is not the storm
+        summary["storm_ratio"] = ratio(results["storm_"]["window_reports_per_s"], main_run["window_reports_per_s"])
+        summary["storm_target_met"] = (summary["storm_ratio"] or 0) >= 0.8
+        if args.anchor:
+            summary["anchor_storm_ratio"] = ratio(results["anchor_storm_"]["window_reports_per_s"],
+                                                  results["anchor_"]["window_reports_per_s"])
     print(f"floor (parse + validate only, one process): {floor:.0f} reports/s; ratio floor/served {summary['floor_ratio']}")
+    if args.anchor:
+        print(f"ratio collector/anchor: {summary['ratio']} reports/s, {summary['cpu_ratio']} CPU per report (anchor/collector)"
+              + (f"; at {rate:.0f}/s p99 {main_run['p99_ms']} ms vs anchor {results['anchor_']['p99_ms']} ms" if half else ""))
+    if args.storm:
+        print(f"storm: {results['storm_']['window_reports_per_s']} reports/s at {args.storm} connections vs"
+              f" {main_run['window_reports_per_s']} at {args.connections} (within {args.duration:g} s):"
+              f" ratio {summary['storm_ratio']}")
     print(orjson.dumps(summary).decode())
     return 0
 
