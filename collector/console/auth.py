@@ -113,7 +113,9 @@ async def sign_in(request: web.Request) -> web.Response:
         await sessions.end(common.pool(request), old.identity)  # a new session id at every sign-in
     session = await aiohttp_session.new_session(request)
     session["token"] = token.strip()
-    return common.redirect(common.safe_next(next_) or common.home(who))
+    response = common.redirect(common.safe_next(next_) or common.home(who))
+    response.del_cookie(common.PRE_COOKIE, path=PREFIX + "/")  # the pre-session cookie has done its work
+    return response
 
 
 @routes.post("/sign-out")

@@ -33,7 +33,7 @@ class DayChart:
     ``segments``: SVG ``points`` strings, one per run of reported days (a day
     without a value breaks the line); ``dots``: ``(x, y, day, value)`` per
     reported day; ``ticks``: y-axis ``(y, label)``; ``x_labels``:
-    ``(x, "YYYY-MM-DD")`` for the first, middle and last day; ``limit_y``:
+    ``(x, "YYYY-MM-DD", text-anchor)`` for the first, middle and last day; ``limit_y``:
     the y of the limit line (None: unlimited or off the scale is clamped to
     the top); ``summary``: a sentence (latest and highest value).
     """
@@ -45,7 +45,7 @@ class DayChart:
     segments: list[str] = field(default_factory=list)
     dots: list[tuple[float, float, str, int]] = field(default_factory=list)
     ticks: list[tuple[float, str]] = field(default_factory=list)
-    x_labels: list[tuple[float, str]] = field(default_factory=list)
+    x_labels: list[tuple[float, str, str]] = field(default_factory=list)
     limit_y: float | None = None
     limit: int | None = None
     summary: str = ""
@@ -68,11 +68,12 @@ def _nice_ceiling(n: float) -> int:
 
 
 def day_chart(key: str, title: str, first: date, last: date, values: dict[date, int | None],
-              limit: int | None = None, width: int = 640, height: int = 120) -> DayChart:
+              limit: int | None = None, width: int = 640, height: int = 120, summary: str | None = None) -> DayChart:
     """The chart of ``values`` ({day: count}, None or absent: not reported)
     for each day ``first``..``last`` (inclusive). ``limit``: the effective
-    max of the kind (negative or None: unlimited, no line). The y scale runs
-    from 0 to a round number above the highest value (and the limit)."""
+    max of the kind (negative or None: unlimited, no line); ``summary``:
+    the sentence to show instead of the default one. The y scale runs from 0
+    to a round number above the highest value (and the limit)."""
     days = (last - first).days + 1
     chart = DayChart(key, title, width, height, limit=limit if limit is not None and limit >= 0 else None)
     known = [v for v in values.values() if v is not None]
@@ -100,8 +101,10 @@ def day_chart(key: str, title: str, first: date, last: date, values: dict[date, 
     if run:
         chart.segments.append(" ".join(run))
     chart.ticks = [(y_of(0), "0"), (y_of(top / 2), f"{top / 2:g}"), (y_of(top), f"{top:,}")]
-    chart.x_labels = [(x_of(0), first.isoformat()), (x_of((days - 1) // 2), (first + timedelta(days=(days - 1) // 2)).isoformat()),
-                      (x_of(days - 1), last.isoformat())]
+    middle = (days - 1) // 2
+    chart.x_labels = [(x_of(0), first.isoformat(), "start"),
+                      (x_of(middle), (first + timedelta(days=middle)).isoformat(), "middle"),
+                      (x_of(days - 1), last.isoformat(), "end")]
     if chart.limit is not None:
         chart.limit_y = y_of(chart.limit)
     if known:
@@ -110,4 +113,6 @@ def day_chart(key: str, title: str, first: date, last: date, values: dict[date, 
                          f" highest {max(known):,}" + (f"; limit {chart.limit:,}" if chart.limit is not None else ""))
     else:
         chart.summary = f"no report in these {days} days"
+    if summary is not None:
+        chart.summary = summary
     return chart

@@ -45,8 +45,11 @@ async def quarantine_page(request: web.Request) -> web.Response:
     per_day: dict[date, int] = {}
     for row in summary["by_day"]:
         per_day[row["day"]] = per_day.get(row["day"], 0) + row["reports"]
+    total = sum(per_day.values())
     chart = charts.day_chart("refusals", "refused reports per day", first, today,
-                             {first + timedelta(days=i): per_day.get(first + timedelta(days=i), 0) for i in range(days)})
+                             {first + timedelta(days=i): per_day.get(first + timedelta(days=i), 0) for i in range(days)},
+                             summary=f"{total:,} refused in {days} days" + (
+                                 f"; most on one day: {max(per_day.values()):,}" if per_day else ""))
     return await render(request, "quarantine.html", {
         "title": "Quarantine", "days": days, "windows": WINDOWS, "reason": reason, "summary": summary,
         "recent": recent, "chart": chart, "first": first, "last": today,
