@@ -133,7 +133,7 @@ async def run(count: int, days: int, url: str | None, seed: int) -> dict:
             ws = await workspaces.register(conn, p.plan, p.label)
             # a term that began before the first record, so the true-up sees them all
             start = (now - timedelta(days=days + 30)).date()
-            term = {"term_start": start, "term_end": start.replace(year=start.year + 1) - timedelta(days=1)}
+            term = {"term_start": start, "term_end": start + timedelta(days=364)}
             await plans.update_contract(conn, UUID(ws["workspace_id"]), {**term, **(p.contract or {})}, actor="cli")
             made.append((p, ws))
         billing_token = await tokens.create_operator_token(conn, ["billing"], "demo")

@@ -85,6 +85,8 @@ async def pages(request: web.Request, handler) -> web.StreamResponse:
             response = common.redirect(f"{PREFIX}/?next=" + quote(request.path_qs, safe="/"))
         else:
             response = await _error(request, 401, "Sign in first", "This needs a signed-in operator.")
+        if common.SESSION_COOKIE in request.cookies:  # unknown, expired, signed out or revoked: remove it
+            response.del_cookie(common.SESSION_COOKIE, path=PREFIX + "/")
     except common.NoRole as exc:
         have = ", ".join(sorted(exc.principal.roles)) or "none"
         response = await _error(request, 403, "Not for your role",

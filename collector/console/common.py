@@ -59,6 +59,9 @@ class Deps:
 
 
 DEPS = web.AppKey("console_deps", Deps)
+#: The pre-session value of this request (read from its cookie or made now), and one made now (to set).
+PRE_VALUE = web.RequestKey("console_pre", str)
+PRE_NEW = web.RequestKey("console_pre_new", str)
 
 
 def deps(request: web.Request) -> Deps:
@@ -156,11 +159,11 @@ async def _binding(request: web.Request, make: bool) -> tuple[str, int] | None:
     session = await aiohttp_session.get_session(request)
     if session.get("principal") is not None and session.identity:
         return "s:" + _digest(session.identity), deps(request).settings.console_session_ttl_s
-    pre = request.get("console_pre") or request.cookies.get(PRE_COOKIE)
+    pre = request.get(PRE_VALUE) or request.cookies.get(PRE_COOKIE)
     if not pre or len(pre) > 100:
         if not make:
             return None
-        pre = request["console_pre_new"] = request["console_pre"] = secrets.token_urlsafe(32)
+        pre = request[PRE_NEW] = request[PRE_VALUE] = secrets.token_urlsafe(32)
     return "p:" + _digest(pre), PRE_TTL_S
 
 
@@ -231,7 +234,7 @@ async def render(request: web.Request, template: str, context: dict, status: int
     ctx = {"who": who, "nav": nav(who), "path": request.path, "csrf": "" if signed_out else await csrf_token(request),
            **context}
     response = aiohttp_jinja2.render_template(template, request, ctx, status=status)
-    if request.get("console_pre_new"):
-        response.set_cookie(PRE_COOKIE, request["console_pre_new"], max_age=PRE_TTL_S, path=PREFIX + "/",
+    if request.get(PRE_NEW):
+        response.set_cookie(PRE_COOKIE, request[PRE_NEW], max_age=PRE_TTL_S, path=PREFIX + "/",
                             httponly=True, samesite="Strict", secure=is_tls(request))
     return response
