@@ -88,7 +88,7 @@ async def board(request: web.Request) -> web.Response:
     pages = max(1, -(-data["total"] // PAGE_SIZE))
     return await render(request, "compliance.html", {
         "title": "Compliance", "rows": rows, "total": data["total"], "page": page, "pages": pages,
-        "statuses": compliance.STATUSES, "chosen": statuses, "label": label, "counts": counts,
+        "statuses": compliance.WORST_FIRST + ("stale",), "chosen": statuses, "label": label, "counts": counts,
         "kinds": KIND_NAMES, "problem": problem,
         "query": [("status", s) for s in statuses] + ([("label", label)] if label else []),
     }, status=400 if problem else 200, who=who)
