@@ -31,7 +31,17 @@ CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
 -- reference, so that a period end at midnight counts the period's last day
 -- and not the next one). Compliance passes now; billing the period's end
 -- (exclusive), or now while the period runs.
--- Python callers: collector.usage.billing (the report query), collector.usage.compliance (listing, one workspace).
+--
+-- last_report_before is that rule as a lookup (an index probe per
+-- workspace); last_report_up_to gives the same answer from what the callers
+-- already have, and probes only when those cannot tell (rare: a workspace
+-- whose latest report is after the reference and that did not report in the
+-- period): `latest` is the workspace's latest snapshot's createdAt
+-- (compliance_state.last_report_at; NULL: not known, probe), `recent` the
+-- latest createdAt of days ending on or after the reference's day and
+-- starting before it (billing: the period's; NULL: none). Both SQL functions
+-- without a FROM are inlined into the callers' queries by the planner.
+-- Python callers: none directly; through last_report_up_to.
 CREATE FUNCTION last_report_before(ws uuid, reference timestamptz) RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT d.created_at FROM daily_snapshots d
@@ -40,14 +50,32 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     ORDER BY d.day DESC LIMIT 1
 $$;
 
--- Python callers: collector.usage.billing, collector.usage.compliance (through their queries).
-CREATE FUNCTION is_stale(ws uuid, registered_at timestamptz, reference timestamptz, stale_after_s integer)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT coalesce(last_report_before(ws, reference), registered_at)
-           < reference - make_interval(secs => stale_after_s)
+-- Python callers: collector.usage.billing (the report query), collector.usage.compliance (listing, board, one workspace).
+CREATE FUNCTION last_report_up_to(ws uuid, reference timestamptz, latest timestamptz, recent timestamptz)
+RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN (latest AT TIME ZONE 'UTC')::date <= ((reference - interval '1 microsecond') AT TIME ZONE 'UTC')::date
+            THEN latest
+        WHEN (recent AT TIME ZONE 'UTC')::date <= ((reference - interval '1 microsecond') AT TIME ZONE 'UTC')::date
+            THEN recent
+        ELSE last_report_before(ws, reference)
+    END
 $$;
 
--- refresh_compliance (0002) again, with one change: a limit's `since` is when
+-- Python callers: collector.usage.billing, collector.usage.compliance (with last_report_up_to).
+CREATE FUNCTION is_stale(last_report timestamptz, registered_at timestamptz, reference timestamptz,
+                         stale_after_s integer)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(last_report, registered_at) < reference - make_interval(secs => stale_after_s)
+$$;
+
+-- The console's board orders by the highest percent of any limit: kept with
+-- the state (refresh_compliance below) instead of parsing `limits` per row.
+ALTER TABLE compliance_state ADD COLUMN worst_percent numeric;
+UPDATE compliance_state s SET worst_percent = (SELECT max((e.value ->> 'percent')::numeric) FROM json_each(s.limits) e);
+
+-- refresh_compliance (0002) again, with two changes: it keeps worst_percent;
+-- and a limit's `since` is when
 -- the collector first saw its current status (the time of the evaluation
 -- that changed it: now(), the transaction's time, or changed_at), no longer
 -- the createdAt of the record that changed it (issue 13 item 8: a status
@@ -101,7 +129,7 @@ BEGIN
                     ELSE to_json(coalesce(changed_at, now()))::text END AS since
         FROM st
     )
-    INSERT INTO compliance_state AS c (workspace_id, last_report_at, status, limits, evaluated_at)
+    INSERT INTO compliance_state AS c (workspace_id, last_report_at, status, limits, evaluated_at, worst_percent)
     SELECT workspace_id, max(created_at),
            CASE max(CASE status WHEN 'over' THEN 4 WHEN 'at' THEN 3 WHEN 'near' THEN 2 WHEN 'ok' THEN 1 ELSE 0 END)
                WHEN 4 THEN 'over' WHEN 3 THEN 'at' WHEN 2 THEN 'near' WHEN 1 THEN 'ok' ELSE 'unknown' END,
@@ -114,11 +142,11 @@ BEGIN
                ',' ORDER BY array_position(ARRAY['activeUsers', 'guestUsers', 'monthlyActiveContacts',
                                                  'privateApps', 'marketplaceApps', 'peakConnections'], kind))
             || '}')::json,
-           now()
+           now(), max(percent)
     FROM merged
     GROUP BY workspace_id
     ON CONFLICT (workspace_id) DO UPDATE
         SET last_report_at = excluded.last_report_at, status = excluded.status,
-            limits = excluded.limits, evaluated_at = excluded.evaluated_at;
+            limits = excluded.limits, evaluated_at = excluded.evaluated_at, worst_percent = excluded.worst_percent;
 END
 $$;

@@ -201,6 +201,22 @@ async def test_stale_is_one_definition_and_right_at_a_period_start(service, db):
     # A report after the reference does not count: a range that ends on 28 Feb.
     assert await billing_stale(date(2024, 2, 1), date(2024, 2, 28), now=datetime(2024, 6, 1, tzinfo=timezone.utc)) is True
 
+    # With a later report (5 March), the answers for February come from February's own
+    # reports, and for a range without a report from the lookup: the same definition.
+    async with db.transaction():
+        await aggregation.apply_reports(db, [StoredReport(uuid.uuid4(), wid, datetime(2024, 3, 5, 9, 0, tzinfo=timezone.utc),
+                                                          {"billing": {"activeUsers": 4}})])
+    june = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    assert await billing_stale(date(2024, 2, 1), date(2024, 2, 29), now=june) is False  # 29 Feb 23:00, 1 h before the end
+    # no report in these ranges: the last before them is 29 Feb 23:00
+    assert await billing_stale(date(2024, 3, 1), date(2024, 3, 1), now=june) is False  # 25 h before 2 Mar 00:00
+    assert await billing_stale(date(2024, 3, 2), date(2024, 3, 3), now=june) is True  # 73 h before 4 Mar 00:00
+    for day in range(1, 32):  # every day end of March: the shortcut and the lookup agree
+        ref = datetime(2024, 3, day, tzinfo=timezone.utc) + timedelta(days=1)
+        direct = await db.fetchval("SELECT is_stale(last_report_before($1, $2), $3, $2, $4)", wid, ref,
+                                   datetime(2024, 1, 15, tzinfo=timezone.utc), STALE)
+        assert await billing_stale(date(2024, 3, 1), date(2024, 3, day), now=june) is direct, day
+
 
 async def test_overage_is_null_when_usage_is_unknown(service, db):
     """Issue 11 item 10: no report, so seats, MAC and the term maximum are unknown: their overage is null, not 0."""

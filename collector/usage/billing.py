@@ -14,9 +14,9 @@ Per workspace, for the period (UTC dates, both ends inclusive):
 - ``stale``: the workspace's last report up to the reference time (the
   period's end, or now while the period runs) is more than ``stale_after_s``
   (48 h) older than it, or it never reported and was registered before
-  that: the one definition compliance uses too (SQL ``is_stale``,
-  ``sql/0006_console.sql``), so a workspace that reported an hour before a
-  month began is not stale in the new month;
+  that: the one definition compliance uses too (SQL ``is_stale`` of
+  ``last_report_up_to``, ``sql/0006_console.sql``), so a workspace that
+  reported an hour before a month began is not stale in the new month;
 - ``contract``: plan, billing model, term, purchased seats and MAC packs,
   and the effective limits (``seats_limit``, ``guests_limit``, ``mac_limit``:
   negative = unlimited; see ``collector.accounts.plans``);
@@ -114,12 +114,12 @@ def _last_of_month(d: date) -> date:
 
 
 _USAGE_MONTH = (
-    "SELECT workspace_id, max_seats AS seats, max_guests AS guests, mac, peak_connections, days_reported"
-    " FROM monthly_usage WHERE month = $1 AND month <= $2"
+    "SELECT workspace_id, max_seats AS seats, max_guests AS guests, mac, peak_connections, days_reported,"
+    " last_report_at FROM monthly_usage WHERE month = $1 AND month <= $2"
 )
 _USAGE_DAYS = (
     "SELECT workspace_id, max(active_users) AS seats, max(active_guests) AS guests, max(mac) AS mac,"
-    " max(peak_connections) AS peak_connections, count(*) AS days_reported"
+    " max(peak_connections) AS peak_connections, count(*) AS days_reported, max(created_at) AS last_report_at"
     " FROM daily_snapshots WHERE day BETWEEN $1 AND $2 GROUP BY workspace_id"
 )
 
@@ -139,7 +139,8 @@ WITH pl AS (
            u.seats, u.guests, u.mac AS monthly_active_contacts, u.peak_connections,
            coalesce(u.days_reported, 0)::int AS days_reported,
            $6::int AS days_in_period,
-           is_stale(c.workspace_id, w.created_at, $3, $7) AS stale,
+           is_stale(last_report_up_to(c.workspace_id, $3, cs.last_report_at, u.last_report_at), w.created_at, $3, $7)
+               AS stale,
            t.max_seats AS term_max_seats, t.max_seats_day AS term_max_seats_day
     FROM contracts c
     JOIN workspaces w ON w.workspace_id = c.workspace_id
@@ -147,6 +148,7 @@ WITH pl AS (
     LEFT JOIN pl ON pl.plan = c.plan
     LEFT JOIN u ON u.workspace_id = c.workspace_id
     LEFT JOIN term_usage t ON t.workspace_id = c.workspace_id
+    LEFT JOIN compliance_state cs ON cs.workspace_id = c.workspace_id
     WHERE (w.created_at < $4 OR u.workspace_id IS NOT NULL) AND (w.revoked_at IS NULL OR w.revoked_at >= $5)
 ), r AS (
     SELECT x.*,

@@ -39,7 +39,8 @@ STATUSES = ("ok", "near", "at", "over", "unknown", "stale")
 #: Worst first: the order of the console's board (``board``).
 WORST_FIRST = ("over", "at", "near", "unknown", "ok")
 
-_STALE = "is_stale(s.workspace_id, w.created_at, $1, $2)"
+#: Stale at $1 (now) after $2 seconds: SQL is_stale / last_report_up_to (sql/0006_console.sql), as billing.
+_STALE = "is_stale(last_report_up_to(s.workspace_id, $1, s.last_report_at, NULL), w.created_at, $1, $2)"
 
 #: One workspace of the listing (``sqljson.text_sql`` spec).
 _ITEM = {
@@ -60,8 +61,7 @@ _ONE_SQL = (
 )
 _WORST_ORDER = (
     " ORDER BY array_position(ARRAY['over', 'at', 'near', 'unknown', 'ok'], s.status), " + _STALE + " DESC,"
-    " (SELECT max((e.value ->> 'percent')::numeric) FROM json_each(s.limits) e) DESC NULLS LAST,"
-    " w.label NULLS LAST, s.workspace_id"
+    " s.worst_percent DESC NULLS LAST, w.label NULLS LAST, s.workspace_id"
 )
 
 
