@@ -53,6 +53,8 @@ async def test_the_anonymous_visitor_sees_only_the_sign_in_form(service, visitor
         assert r.status == 308 and r.headers["Location"] == "/console/"
     status, _, body = await visitor.get("/console/no-such-page")
     assert status == 404 and "Not found" in body
+    status, headers, _ = await visitor.get("/console/sign-in")
+    assert status == 405 and headers["Allow"] == "POST"
 
 
 async def test_sign_in_sets_a_strict_http_only_expiring_cookie_and_signs_out(service, visitor, db):
