@@ -247,3 +247,19 @@ async def test_over_tls_the_cookie_is_secure(database_url, data_dir, service, tm
                 assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     finally:
         await runner.cleanup()
+
+
+async def test_quarantine_and_catalogue_pages_show_paths_and_reasons_never_values(service, visitor, report_870):
+    made = await labelled_workspaces(service, report_870)
+    ws = made["ok"]
+    bad = dict(report_870, _id=f"refused-{ws['workspace_id']}", totalRooms="secret-value-4711@example.com")
+    status, _, _ = await service.post_report(ws["token"], bad)
+    assert status == 422
+    await visitor.sign_in((await operator_token(service, "compliance"))["token"])
+    status, _, page = await visitor.get("/console/quarantine?days=7")
+    assert status == 200 and "<code>totalRooms</code>" in page and "schema_violation" in page
+    assert "secret-value-4711" not in page
+    status, _, page = await visitor.get(f"/console/workspaces/{ws['workspace_id']}")
+    assert status == 200 and "<code>totalRooms</code>" in page and "secret-value-4711" not in page
+    status, _, page = await visitor.get("/console/catalogue?category=billing&q=activeUsers")
+    assert status == 200 and "<code>activeUsers</code>" in page and 'data-category="operational"' not in page
