@@ -263,3 +263,18 @@ async def test_quarantine_and_catalogue_pages_show_paths_and_reasons_never_value
     assert status == 200 and "<code>totalRooms</code>" in page and "secret-value-4711" not in page
     status, _, page = await visitor.get("/console/catalogue?category=billing&q=activeUsers")
     assert status == 200 and "<code>activeUsers</code>" in page and 'data-category="operational"' not in page
+
+
+async def test_forms_are_read_like_every_body_bounded_and_never_a_500(service, visitor):
+    await visitor.sign_in(ADMIN_TOKEN)
+    url = service.url + "/console/sign-out"
+    for headers, data, status in (
+        ({"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"}, b"not gzip at all", 400),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, b"csrf=" + b"x" * (70 * 1024), 413),
+        ({"Content-Type": "application/json"}, b'{"csrf": "x"}', 415),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, b"csrf=%ff%fe", 400),
+    ):
+        async with visitor.http.post(url, data=data, headers=headers, allow_redirects=False) as r:
+            assert r.status == status, (headers, r.status)
+            assert "text/html" in r.headers["Content-Type"]
+    assert (await visitor.get("/console/compliance"))[0] == 200  # still signed in: nothing was accepted

@@ -95,7 +95,7 @@ async def sign_in(request: web.Request) -> web.Response:
     ``next`` (a console path) or the operator's first page. A token that is
     not a valid operator token (unknown, revoked, a workspace token) gets
     the form again, 401, with one message for all."""
-    form = await request.post()
+    form = await common.read_form(request)
     await common.check_csrf(request, form)
     token = form.get("token", "")
     next_ = form.get("next", "") if isinstance(form.get("next", ""), str) else ""
@@ -123,7 +123,7 @@ async def sign_out(request: web.Request) -> web.Response:
     """End the session (its row and its cookie) and show the sign-in form's address."""
     if await common.current(request) is None:  # nothing to end (a stale cookie is removed on load)
         return common.redirect(PREFIX + "/")
-    form = await request.post()
+    form = await common.read_form(request)
     await common.check_csrf(request, form)
     session = await aiohttp_session.get_session(request)
     session.invalidate()

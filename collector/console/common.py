@@ -21,12 +21,15 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import aiohttp_jinja2
 import aiohttp_session
 from aiohttp import web
+from aiohttp.http_exceptions import PayloadEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from collector.accounts import Forbidden, Principal
@@ -187,6 +190,39 @@ async def check_csrf(request: web.Request, form) -> None:
         raise CsrfFailed() from None
     if not isinstance(payload, str) or not hmac.compare_digest(payload, bound[0]):
         raise CsrfFailed()
+
+
+# -- forms -------------------------------------------------------------------------------------
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+FORM_FIELDS_MAX = 20
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """The posted form as ``{name: value}`` (the last value of a repeated
+    name), read the way every endpoint reads a body: chunk by chunk after
+    decompression, capped at ``COLLECTOR_API_MAX_BODY_BYTES``. Raises
+    Problem: 415 (not ``application/x-www-form-urlencoded``), 413 (over the
+    cap), 400 (corrupt compressed data, a truncated body, not UTF-8, more
+    than FORM_FIELDS_MAX fields)."""
+    if request.content_type != FORM_TYPE:
+        raise Problem(415, f"A form is sent as {FORM_TYPE}.")
+    limit = deps(request).settings.api_max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem(413, f"The form is larger than {limit} bytes.")
+    body = bytearray()
+    try:
+        while chunk := await request.content.readany():
+            body += chunk
+            if len(body) > limit:
+                raise Problem(413, f"The form is larger than {limit} bytes.")
+    except (PayloadEncodingError, RequestPayloadError):
+        raise Problem(400, "The form could not be read.") from None
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict",
+                              max_num_fields=FORM_FIELDS_MAX))
+    except (UnicodeDecodeError, ValueError):
+        raise Problem(400, "The form could not be read.") from None
 
 
 # -- answers -----------------------------------------------------------------------------------

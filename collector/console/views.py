@@ -148,7 +148,7 @@ async def _edit(request: web.Request, what: str, change) -> web.Response:
     problem (422) when the edit does not fit."""
     who = await require(request, "admin")
     workspace_id = _workspace_id(request)
-    form = await request.post()
+    form = await common.read_form(request)
     await common.check_csrf(request, form)
     try:
         async with common.pool(request).acquire() as conn:
