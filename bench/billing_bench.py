@@ -9,6 +9,8 @@ runs each) what the API endpoints do to produce their answer, up to the
   - the same with Accept: text/csv                   billing.consumption_csv
   - GET /api/v1/compliance (every workspace)         compliance.list_compliance_json
   - GET /api/v1/compliance?status=over               (the same, filtered)
+  - the console's compliance board (first page of 200, worst first, with the
+    status counts) and billing page (totals + first page of 200, by label)
 The bodies are bytes rendered by PostgreSQL, sent as they are: there is no
 separate serialisation step to add.
 
@@ -141,13 +143,26 @@ async def main() -> None:
         return web.Response(body=body, content_type="text/csv", charset="utf-8")
 
     async def compliance_json(status: str | None = None) -> web.Response:
-        return json_body(await compliance.list_compliance_json(pool, status=status, **kw))
+        return json_body(await compliance.list_compliance_json(pool, statuses=[status] if status else (), **kw))
+
+    async def console_board() -> web.Response:
+        board = await compliance.board(pool, **kw, limit=200)
+        await compliance.status_counts(pool, **kw)
+        return web.Response(body=orjson.dumps(board))
+
+    async def console_billing() -> web.Response:
+        totals = await billing.consumption_totals(pool, start, end, **kw)
+        rows = await billing.consumption_page(pool, start, end, **kw, limit=200)
+        return web.Response(body=orjson.dumps({"totals": totals, "rows": rows}))
 
     try:
         report = await timed("GET billing/consumption?period=2026-11 (JSON)", billing_json)
         csv = await timed("GET billing/consumption?period=2026-11 (CSV)", billing_csv)
         listing = await timed("GET compliance (all workspaces)", compliance_json)
         await timed("GET compliance?status=over", lambda: compliance_json("over"))
+        if hasattr(compliance, "board"):  # the console's queries (absent before issue 13)
+            await timed("console: compliance board, first page + counts", console_board)
+            await timed("console: billing totals + first page", console_billing)
         n_report = len(orjson.loads(report.body)["workspaces"])  # valid JSON, one item a workspace
         n_listing = len(orjson.loads(listing.body)["workspaces"])
         print(f"rows: billing {n_report}, compliance {n_listing}; bodies: billing JSON"

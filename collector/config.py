@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     auth_cache_ttl_s: float = 60.0
     future_tolerance_s: int = 3600  # a record dated further in the future is refused
     stale_after_s: int = 48 * 3600
+    console_session_ttl_s: int = 8 * 3600  # a console session ends this long after sign-in
     log_level: str = "INFO"
     log_json: bool = True
 

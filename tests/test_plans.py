@@ -41,7 +41,7 @@ async def test_register_gives_a_twelve_month_contract(service):
     next_year = date(today.year + 1, today.month, min(today.day, calendar.monthrange(today.year + 1, today.month)[1]))
     assert c["plan"] == "pro" and c["term_start"] == today.isoformat()
     assert c["term_end"] == (next_year - timedelta(days=1)).isoformat()
-    assert c["seats"] is None and c["mac_packs"] == 0 and c["custom_limits"] == {}
+    assert c["seats"] is None and c["mac_packs"] == 0 and c["limits"] == {}
 
 
 async def test_edit_limit_and_contract_via_api(service):
@@ -96,9 +96,9 @@ async def test_cli_plan_contract_billing_and_compliance(service, database_url):
     wid = orjson.loads(cli("workspace", "add", "--plan", "starter"))["workspace_id"]
     c = orjson.loads(cli("contract", "set", wid, "--plan", "enterprise", "--term-start", "2026-02-01",
                          "--term-end", "2026-07-31", "--seats", "30", "--mac-packs", "1", "--limit", "guestUsers=9"))
-    assert (c["plan"], c["seats"], c["mac_packs"], c["custom_limits"]) == ("enterprise", 30, 1, {"guestUsers": 9})
+    assert (c["plan"], c["seats"], c["mac_packs"], c["limits"]) == ("enterprise", 30, 1, {"guestUsers": 9})
     comp = orjson.loads(cli("compliance", "--workspace", wid))
     # enterprise MAC unlimited + 1 pack of 1000 = 1000; guests: the custom 9
     assert comp["limits"]["monthlyActiveContacts"]["max"] == 1000 and comp["limits"]["guestUsers"]["max"] == 9
-    assert "workspace_id,plan,billing_model" in cli("billing", "--period", "2026-02", "--csv")
+    assert "workspace_id,label,plan,billing_model" in cli("billing", "--period", "2026-02", "--csv")
     assert orjson.loads(cli("billing", "--period", "2026-02"))["days_in_period"] == 28

@@ -6,11 +6,13 @@ Public surface (services as modules, each with its own docstring):
 - ``workspaces``: the registry (register, rotate, revoke, show);
 - ``plans``: the plan catalogue and the workspaces' contracts;
 - ``optout``: opt-out policy by plan, the switch, forgetting, the audit trail;
+- ``sessions``: console sessions (made at sign-in, valid while their operator
+  token is, expiring);
 - errors: ``UnknownWorkspace``, ``UnknownPlan``, ``Unauthorized``, ``Forbidden``,
   ``Invalid`` (an edit that does not fit; ``YEARS``: the years a term or period may fall in).
 """
 
-from collector.accounts import optout, plans, tokens, workspaces
+from collector.accounts import optout, plans, sessions, tokens, workspaces
 from collector.accounts.errors import UnknownPlan, UnknownWorkspace
 from collector.accounts.plans import YEARS, Invalid
 from collector.accounts.tokens import (
@@ -23,7 +25,7 @@ from collector.accounts.tokens import (
 )
 
 __all__ = [
-    "optout", "plans", "tokens", "workspaces",
+    "optout", "plans", "sessions", "tokens", "workspaces",
     "UnknownPlan", "UnknownWorkspace", "Forbidden", "Unauthorized", "Invalid", "YEARS",
     "ROLES", "Principal", "PrincipalCache", "RevocationListener",
 ]

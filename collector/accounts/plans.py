@@ -181,14 +181,17 @@ def _contract(row: asyncpg.Record) -> dict:
         "term_end": row["term_end"].isoformat(),
         "seats": row["seats"],
         "mac_packs": row["mac_packs"],
-        "custom_limits": orjson.loads(row["custom_limits"]),
+        "limits": orjson.loads(row["custom_limits"]),
         "updated_at": row["updated_at"].isoformat(),
     }
 
 
 async def get_contract(conn: asyncpg.Connection, workspace_id: UUID) -> dict:
     """The workspace's contract: ``{workspace_id, plan, term_start, term_end (inclusive,
-    ISO dates), seats, mac_packs, custom_limits, updated_at}``. Raises UnknownWorkspace."""
+    ISO dates), seats (purchased; None: none), mac_packs, limits (the contract's
+    custom limits {kind: max}), updated_at}``: the field names ``set_contract``
+    and ``update_contract`` take (and ``PUT``/``PATCH .../contract``), so what
+    is read can be written back unchanged. Raises UnknownWorkspace."""
     row = await conn.fetchrow(
         "SELECT workspace_id, plan, term_start, term_end, seats, mac_packs, custom_limits::text, updated_at"
         " FROM contracts WHERE workspace_id = $1",
@@ -263,3 +266,41 @@ async def set_contract(
         await conn.execute("SELECT refresh_compliance($1::uuid[], now())", [workspace_id])
         await optout.reevaluate(conn, [workspace_id], actor, f"contract set on plan '{plan}'")
     return await get_contract(conn, workspace_id)
+
+
+#: The fields of a contract an edit may give (``update_contract``).
+CONTRACT_FIELDS = ("plan", "term_start", "term_end", "seats", "mac_packs", "limits")
+
+
+async def update_contract(
+    conn: asyncpg.Connection, workspace_id: UUID, changes: dict, actor: str = "operator"
+) -> dict:
+    """Change only the fields in ``changes`` of the workspace's contract (keys
+    of CONTRACT_FIELDS: ``term_start``/``term_end`` dates, ``seats`` None
+    clears the purchased seats, ``limits`` replaces the custom limits, ``{}``
+    none); the others keep their value. Then as ``set_contract`` (term
+    maximum, compliance and opt-out re-evaluated, in the same transaction,
+    with the workspace's registry row locked first, as ``set_contract`` does).
+
+    Returns the contract. Raises UnknownWorkspace, UnknownPlan, Invalid
+    (an unknown field, or a value ``set_contract`` refuses).
+    """
+    for name in changes:
+        if name not in CONTRACT_FIELDS:
+            raise Invalid(name, f"a contract has the fields {', '.join(CONTRACT_FIELDS)}")
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT 1 FROM workspaces WHERE workspace_id = $1 FOR UPDATE", workspace_id):
+            raise UnknownWorkspace(str(workspace_id))
+        row = await conn.fetchrow(
+            "SELECT plan, term_start, term_end, seats, mac_packs, custom_limits::text FROM contracts"
+            " WHERE workspace_id = $1 FOR UPDATE",
+            workspace_id,
+        )
+        if row is None:
+            raise UnknownWorkspace(str(workspace_id))
+        merged = {"plan": row["plan"], "term_start": row["term_start"], "term_end": row["term_end"],
+                  "seats": row["seats"], "mac_packs": row["mac_packs"],
+                  "limits": orjson.loads(row["custom_limits"]), **changes}
+        return await set_contract(
+            conn, workspace_id, plan=merged["plan"], term_start=merged["term_start"], term_end=merged["term_end"],
+            seats=merged["seats"], mac_packs=merged["mac_packs"], custom_limits=merged["limits"], actor=actor)

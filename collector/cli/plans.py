@@ -74,17 +74,32 @@ def _limit(_ctx, _param, values: tuple[str, ...]) -> dict[str, int]:
 
 @contract.command("set")
 @click.argument("workspace_id", type=click.UUID)
-@click.option("--plan", "plan_name", required=True)
-@click.option("--term-start", required=True, type=click.DateTime(["%Y-%m-%d"]))
-@click.option("--term-end", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day of the term (inclusive).")
+@click.option("--plan", "plan_name", default=None)
+@click.option("--term-start", default=None, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--term-end", default=None, type=click.DateTime(["%Y-%m-%d"]), help="Last day of the term (inclusive).")
 @click.option("--seats", type=click.IntRange(min=0), default=None, help="Purchased seats.")
-@click.option("--mac-packs", type=click.IntRange(min=0), default=0, help="Purchased MAC packs.")
-@click.option("--limit", "limits", multiple=True, callback=_limit, help="Custom limit kind=N (repeat).")
-def contract_set(workspace_id: UUID, plan_name: str, term_start, term_end, seats, mac_packs, limits) -> None:
-    """Replace the workspace's contract (and its plan)."""
-    run_with_conn(lambda conn: plans.set_contract(
-        conn, workspace_id, plan=plan_name, term_start=term_start.date(), term_end=term_end.date(),
-        seats=seats, mac_packs=mac_packs, custom_limits=limits, actor="cli"))
+@click.option("--no-seats", is_flag=True, help="No purchased seats (the plan's limit applies).")
+@click.option("--mac-packs", type=click.IntRange(min=0), default=None, help="Purchased MAC packs.")
+@click.option("--limit", "limits", multiple=True, callback=_limit,
+              help="Custom limit kind=N (repeat; replaces the custom limits).")
+@click.option("--no-limits", is_flag=True, help="Remove every custom limit.")
+def contract_set(workspace_id: UUID, plan_name, term_start, term_end, seats, no_seats, mac_packs, limits,
+                 no_limits) -> None:
+    """Change the workspace's contract: only the options given (as PATCH .../contract)."""
+    if seats is not None and no_seats or limits and no_limits:
+        raise click.UsageError("--seats with --no-seats, or --limit with --no-limits: choose one")
+    changes: dict = {}
+    for name, value in (("plan", plan_name), ("term_start", term_start and term_start.date()),
+                        ("term_end", term_end and term_end.date()), ("seats", seats), ("mac_packs", mac_packs)):
+        if value is not None:
+            changes[name] = value
+    if no_seats:
+        changes["seats"] = None
+    if limits or no_limits:
+        changes["limits"] = limits
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option (see --help)")
+    run_with_conn(lambda conn: plans.update_contract(conn, workspace_id, changes, actor="cli"))
 
 
 @contract.command("show")

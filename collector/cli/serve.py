@@ -35,7 +35,20 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         sys.exit(1)
     url = database_url(cfg)
     logs.log.info("database", embedded=not cfg.database_url)
+    log_operator_access(cfg, host, port)
     serving.serve(cfg, url, host, port, workers or cfg.workers, make_app=make_app, prepare=prepare)
+
+
+def log_operator_access(cfg: Settings, host: str, port: int) -> None:
+    """Say at start whether COLLECTOR_ADMIN_TOKEN is set and, when not, how to get an operator token."""
+    console = f"http://{host}:{port}/console/"
+    if cfg.admin_token:
+        logs.log.info("operator_access", admin_token="set", console=console,
+                      hint="COLLECTOR_ADMIN_TOKEN is an operator token with every role (API and console)")
+    else:
+        logs.log.warning("operator_access", admin_token="not set", console=console,
+                         hint="no operator token yet: run `uv run collector operator-token add --role admin`"
+                              " (or billing, compliance) in another shell, or restart with COLLECTOR_ADMIN_TOKEN set")
 
 
 @main.command()

@@ -13,9 +13,11 @@ from collector.usage import compliance as compliance_mod
 
 
 @main.command()
-@click.option("--status", type=click.Choice(compliance_mod.STATUSES), default=None)
+@click.option("--status", "statuses", multiple=True, type=click.Choice(compliance_mod.STATUSES),
+              help="Keep workspaces with this status (repeat: any of them).")
+@click.option("--label", default=None, help="Keep workspaces whose label contains this (case ignored).")
 @click.option("--workspace", "workspace_id", type=click.UUID, default=None, help="One workspace only.")
-def compliance(status: str | None, workspace_id: UUID | None) -> None:
+def compliance(statuses: tuple[str, ...], label: str | None, workspace_id: UUID | None) -> None:
     """Print the compliance of the workspaces (as GET /api/v1/compliance)."""
     stale = settings().stale_after_s
     if workspace_id is not None:
@@ -24,20 +26,21 @@ def compliance(status: str | None, workspace_id: UUID | None) -> None:
         return
 
     async def go(conn):
-        return {"workspaces": await compliance_mod.list_compliance(conn, now=now(), stale_after_s=stale, status=status)}
+        return {"workspaces": await compliance_mod.list_compliance(conn, now=now(), stale_after_s=stale,
+                                                                   statuses=statuses, label=label)}
 
     run_with_conn(go)
 
 
 @main.command()
-@click.option("--period", default=None, help="A UTC month, YYYY-MM.")
+@click.option("--period", default=None, help="A UTC month, YYYY-MM (default: the current month).")
 @click.option("--from", "from_", default=None, help="First day, YYYY-MM-DD (with --to).")
 @click.option("--to", default=None, help="Last day (inclusive), YYYY-MM-DD.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of JSON.")
 def billing(period: str | None, from_: str | None, to: str | None, as_csv: bool) -> None:
     """Print the consumption billing report (as GET /api/v1/billing/consumption)."""
     try:
-        start, end = billing_mod.parse_period(period, from_, to)
+        start, end = billing_mod.parse_period(period, from_, to, today=now().date())
     except plans.Invalid as exc:
         raise click.BadParameter(str(exc), param_hint=f"--{exc.path}") from None
     stale = settings().stale_after_s

@@ -17,9 +17,21 @@ def workspace() -> None:
 
 @workspace.command("add")
 @click.option("--plan", required=True, help="Plan name: community, starter, pro, enterprise, ...")
-def workspace_add(plan: str) -> None:
-    """Register a workspace; prints its workspace_id and token (shown once)."""
-    run_with_conn(lambda conn: workspaces.register(conn, plan))
+@click.option("--label", default=None, help="Your name for the account (customer name, CRM reference).")
+def workspace_add(plan: str, label: str | None) -> None:
+    """Register a workspace; prints its workspace_id, label and token (shown once)."""
+    run_with_conn(lambda conn: workspaces.register(conn, plan, label))
+
+
+@workspace.command("label")
+@click.argument("workspace_id", type=click.UUID)
+@click.argument("label", required=False)
+@click.option("--clear", is_flag=True, help="Remove the label.")
+def workspace_label(workspace_id: UUID, label: str | None, clear: bool) -> None:
+    """Set the workspace's LABEL (or --clear it); prints its registry entry."""
+    if (label is None) == (not clear):
+        raise click.UsageError("give a LABEL or --clear")
+    run_with_conn(lambda conn: workspaces.set_label(conn, workspace_id, None if clear else label))
 
 
 @workspace.command("rotate")

@@ -1,7 +1,7 @@
 """Operator API: workspaces (register, read, rotate, revoke) and operator tokens.
 
 All calls need an operator bearer token with the ``admin`` role (the first
-one is ``COLLECTOR_ADMIN_TOKEN``). Answers are JSON; a new token appears in
+one is ``COLLECTOR_ADMIN_TOKEN``), except the quarantine listing (``compliance``). Answers are JSON; a new token appears in
 the answer once and is stored only as a hash.
 """
 
@@ -13,8 +13,8 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from collector.accounts import Invalid, workspaces
 from collector.accounts import tokens as auth
-from collector.accounts import workspaces
 from collector.http.common import (
     BadRequest,
     json_response,
@@ -31,6 +31,12 @@ routes = web.RouteTableDef()
 class NewWorkspace(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plan: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
+    label: str | None = Field(default=None, max_length=workspaces.LABEL_MAX)
+
+
+class WorkspaceEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str | None = Field(max_length=workspaces.LABEL_MAX)
 
 
 class NewOperatorToken(BaseModel):
@@ -53,10 +59,29 @@ async def create_workspace(request: web.Request) -> web.Response:
     body = await parse_body(request, NewWorkspace)
     async with state(request).pool.acquire() as conn:
         try:
-            created = await workspaces.register(conn, body.plan)
+            created = await workspaces.register(conn, body.plan, body.label)
         except workspaces.UnknownPlan:
             raise BadRequest(422, "unknown_plan", "no plan with that name", [{"path": "plan", "reason": "unknown_plan", "message": "the plan is not in the plan catalogue"}]) from None
+        except Invalid as exc:
+            raise invalid(exc) from None
     return json_response(created, status=201)
+
+
+def invalid(exc: Invalid) -> BadRequest:
+    """422 ``invalid_request`` naming the field of an edit that does not fit."""
+    return BadRequest(422, "invalid_request", str(exc), [{"path": exc.path, "reason": "invalid", "message": str(exc)}])
+
+
+@routes.patch("/api/v1/workspaces/{workspace_id}")
+async def edit_workspace(request: web.Request) -> web.Response:
+    """``{"label": "Acme Corp"}`` (null or blank: no label) -> the registry entry."""
+    await operator(request, "admin")
+    body = await parse_body(request, WorkspaceEdit)
+    async with state(request).pool.acquire() as conn:
+        try:
+            return json_response(await workspaces.set_label(conn, workspace_id_of(request), body.label))
+        except Invalid as exc:
+            raise invalid(exc) from None
 
 
 @routes.get("/api/v1/workspaces/{workspace_id}")
@@ -125,8 +150,9 @@ class QuarantineQuery(BaseModel):
 
 @routes.get("/api/v1/quarantine")
 async def list_quarantine(request: web.Request) -> web.Response:
-    """Quarantined reports, newest first; query: workspace_id, reason, since (ISO 8601), limit (1..1000)."""
-    await operator(request, "admin")
+    """Quarantined reports, newest first; query: workspace_id, reason, since (ISO 8601), limit (1..1000).
+    Role ``compliance`` (or admin): paths and reasons, never a value."""
+    await operator(request, "compliance")
     q = parse_query(request, QuarantineQuery)
     async with state(request).pool.acquire() as conn:
         items = await quarantine.listing(

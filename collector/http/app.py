@@ -13,6 +13,7 @@ Routes:
   GET /healthz                       the process is up
   GET /readyz                        the database answers (503 otherwise)
   GET /metrics                       Prometheus text format
+  /console/...                       the operator console (HTML)   collector.console
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from collector.accounts import (
     Unauthorized,
     UnknownWorkspace,
 )
+from collector import console
 from collector.config import Settings
 from collector.gate import CATALOGUE_VERSION
 from collector.http import admin, billing, compliance, ingest, optout, plans, published
@@ -141,6 +143,7 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
     for up to 30 s), applies migrations and starts the group-commit writer."""
     app = web.Application(middlewares=[errors_and_timing],
                           client_max_size=max(settings.max_body_bytes, settings.api_max_body_bytes))
+    console_app, console_deps = console.make_app(settings)
 
     async def lifecycle(app: web.Application):
         async for attempt in AsyncRetrying(
@@ -164,6 +167,7 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
             principals = PrincipalCache(settings.auth_cache_ttl_s)
             listener = RevocationListener(principals)
             await listener.start(database_url)
+            await console_deps.start(pool)
             app[STATE] = State(settings, pool, signer, writer, principals, Ingest(
                 settings=settings, pool=pool, writer=writer, principals=principals, record_secret=secret,
                 catalogue_version=CATALOGUE_VERSION))
@@ -186,4 +190,10 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
     app.router.add_routes(plans.routes)
     app.router.add_routes(compliance.routes)
     app.router.add_routes(billing.routes)
+    app.router.add_get("/console", console_root)
+    app.add_subapp("/console/", console_app)
     return app
+
+
+async def console_root(request: web.Request) -> web.Response:
+    return web.Response(status=308, headers={"Location": "/console/"})

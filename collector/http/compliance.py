@@ -1,7 +1,10 @@
 """Compliance reads (operator role ``compliance``; see ``collector.usage.compliance``).
 
-  GET /api/v1/compliance[?status=ok|near|at|over|unknown|stale]  -> {"workspaces": [...]}
-  GET /api/v1/compliance/{workspace_id}                          -> one workspace (limits with behavior)
+  GET /api/v1/compliance[?status=over,near&status=stale][&label=acme]   -> {"workspaces": [...]}
+      status: ok, near, at, over, unknown, stale; several (comma-separated or
+      repeated) keep a workspace matching any; label: the label contains it
+      (case ignored)
+  GET /api/v1/compliance/{workspace_id}                                  -> one workspace (limits with behavior)
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/compliance")
 async def list_compliance(request: web.Request) -> web.Response:
     await operator(request, "compliance")
-    status = request.query.get("status")
-    if status is not None and status not in compliance.STATUSES:
+    try:
+        statuses = compliance.check_statuses(",".join(request.query.getall("status", [])))
+    except ValueError as exc:
         raise BadRequest(400, "invalid_request", "unknown status", [
-            {"path": "status", "reason": "invalid", "message": f"status must be one of {', '.join(compliance.STATUSES)}"}])
+            {"path": "status", "reason": "invalid", "message": str(exc)}]) from None
     st = state(request)
     return json_body(await compliance.list_compliance_json(
-        st.pool, now=datetime.now(timezone.utc), stale_after_s=st.settings.stale_after_s, status=status))
+        st.pool, now=datetime.now(timezone.utc), stale_after_s=st.settings.stale_after_s, statuses=statuses,
+        label=request.query.get("label")))
 
 
 @routes.get("/api/v1/compliance/{workspace_id}")

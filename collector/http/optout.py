@@ -3,9 +3,9 @@
   GET /api/v1/workspaces/self                   workspace token: its plan and opt-out status
   PUT /api/v1/workspaces/self/opt-out           workspace token: {"opt_out": true|false}
   PUT /api/v1/workspaces/{id}/opt-out           operator admin: the same on its behalf
-  GET /api/v1/workspaces/{id}/opt-out           operator admin: the status
+  GET /api/v1/workspaces/{id}/opt-out           operator compliance (or admin): the status
   PUT /api/v1/workspaces/{id}/opt-out-policy    operator admin: {"categories": [...]} or {"categories": null}
-  GET /api/v1/audit                             operator admin: audit records (?workspace_id, ?limit)
+  GET /api/v1/audit                             operator compliance (or admin): audit records (?workspace_id, ?limit)
 
 403 ``opt_out_not_allowed`` names the plan when it allows no opt-out;
 nothing changes then.
@@ -88,7 +88,7 @@ async def switch_on_behalf(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/workspaces/{workspace_id}/opt-out")
 async def read_opt_out(request: web.Request) -> web.Response:
-    await operator(request, "admin")
+    await operator(request, "compliance")  # a read, no value: compliance (or admin)
     async with state(request).pool.acquire() as conn:
         return json_response(await optout.status(conn, workspace_id_of(request)))
 
@@ -108,7 +108,7 @@ async def set_contract_policy(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/audit")
 async def audit(request: web.Request) -> web.Response:
-    await operator(request, "admin")
+    await operator(request, "compliance")  # a read, no value: compliance (or admin)
     q = parse_query(request, AuditQuery)
     async with state(request).pool.acquire() as conn:
         return json_response({"items": await optout.audit_listing(conn, workspace_id=q.workspace_id, limit=q.limit)})

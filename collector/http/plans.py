@@ -4,8 +4,12 @@
   GET  /api/v1/plans/{plan}                    any operator role
   PATCH /api/v1/plans/{plan}                   admin   {billing_model?, mac_pack_size?, opt_out_categories?}
   PUT  /api/v1/plans/{plan}/limits/{kind}      admin   {max, behavior?}   (negative max = unlimited)
-  GET  /api/v1/workspaces/{workspace_id}/contract   billing
+  GET  /api/v1/workspaces/{workspace_id}/contract   billing or compliance
   PUT  /api/v1/workspaces/{workspace_id}/contract   admin  {plan, term_start, term_end, seats?, mac_packs?, limits?}
+                                                    (replaces; what GET answers can be PUT back unchanged:
+                                                    its workspace_id must be the URL's, updated_at is ignored)
+  PATCH /api/v1/workspaces/{workspace_id}/contract  admin  any of {plan, term_start, term_end, seats, mac_packs,
+                                                    limits}: changes only those (seats null: none purchased)
 
 Errors: 404 ``unknown_plan`` / ``unknown_workspace``; 422 ``invalid_request``
 with ``violations`` [{path, reason, message}].
@@ -46,6 +50,8 @@ class PlanEdit(BaseModel):
 
 
 class ContractEdit(BaseModel):
+    """PUT: the whole contract, in the shape GET answers (read-only fields allowed)."""
+
     model_config = ConfigDict(extra="forbid")
     plan: str
     term_start: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
@@ -53,6 +59,20 @@ class ContractEdit(BaseModel):
     seats: int | None = Field(default=None, ge=0)
     mac_packs: int = Field(default=0, ge=0)
     limits: dict[str, int] = Field(default_factory=dict)
+    workspace_id: str | None = None  # read-only (as GET answers it): must be the URL's
+    updated_at: str | None = None  # read-only: ignored
+
+
+class ContractPatch(BaseModel):
+    """PATCH: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+    plan: str | None = None
+    term_start: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    term_end: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    seats: int | None = Field(default=None, ge=0)
+    mac_packs: int | None = Field(default=None, ge=0)
+    limits: dict[str, int] | None = None
 
 
 async def any_operator(request: web.Request) -> None:
@@ -115,9 +135,39 @@ async def set_plan_limit(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/workspaces/{workspace_id}/contract")
 async def read_contract(request: web.Request) -> web.Response:
-    await operator(request, "billing")
+    who = await principal(request)
+    try:
+        who.require_role("billing")
+    except Forbidden:
+        who.require_role("compliance")
     async with state(request).pool.acquire() as conn:
         return json_response(await plans.get_contract(conn, workspace_id_of(request)))
+
+
+def _dates(body: BaseModel) -> dict[str, date]:
+    """The term dates given in ``body``, parsed; BadRequest(422) for a non-date."""
+    terms = {}
+    for name in ("term_start", "term_end"):
+        text = getattr(body, name)
+        if text is None:
+            continue
+        try:
+            terms[name] = date.fromisoformat(text)
+        except ValueError:
+            raise _invalid(plans.Invalid(name, f"{name} must be a date YYYY-MM-DD")) from None
+    return terms
+
+
+async def _write_contract(request: web.Request, edit) -> web.Response:
+    """Run ``edit(conn)`` (a contract write) and answer the contract, or the errors of a write."""
+    async with state(request).pool.acquire() as conn:
+        try:
+            return json_response(await edit(conn))
+        except UnknownPlan:
+            raise BadRequest(422, "unknown_plan", "no plan with that name",
+                             [{"path": "plan", "reason": "unknown_plan", "message": "the plan is not in the plan catalogue"}]) from None
+        except plans.Invalid as exc:
+            raise _invalid(exc) from None
 
 
 @routes.put("/api/v1/workspaces/{workspace_id}/contract")
@@ -125,19 +175,22 @@ async def set_contract(request: web.Request) -> web.Response:
     who = await operator(request, "admin")
     ws = workspace_id_of(request)
     body = await parse_body(request, ContractEdit)
-    terms = {}
-    for name in ("term_start", "term_end"):
-        try:
-            terms[name] = date.fromisoformat(getattr(body, name))
-        except ValueError:
-            raise _invalid(plans.Invalid(name, f"{name} must be a date YYYY-MM-DD")) from None
-    async with state(request).pool.acquire() as conn:
-        try:
-            return json_response(await plans.set_contract(
-                conn, ws, plan=body.plan, **terms, seats=body.seats, mac_packs=body.mac_packs,
-                custom_limits=body.limits, actor=who.actor))
-        except UnknownPlan:
-            raise BadRequest(422, "unknown_plan", "no plan with that name",
-                             [{"path": "plan", "reason": "unknown_plan", "message": "the plan is not in the plan catalogue"}]) from None
-        except plans.Invalid as exc:
-            raise _invalid(exc) from None
+    if body.workspace_id is not None and body.workspace_id != str(ws):
+        raise _invalid(plans.Invalid("workspace_id", "workspace_id must be the workspace of the URL (or absent)"))
+    terms = _dates(body)
+    return await _write_contract(request, lambda conn: plans.set_contract(
+        conn, ws, plan=body.plan, **terms, seats=body.seats, mac_packs=body.mac_packs,
+        custom_limits=body.limits, actor=who.actor))
+
+
+@routes.patch("/api/v1/workspaces/{workspace_id}/contract")
+async def patch_contract(request: web.Request) -> web.Response:
+    who = await operator(request, "admin")
+    ws = workspace_id_of(request)
+    body = await parse_body(request, ContractPatch)
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    for name in ("plan", "term_start", "term_end", "mac_packs", "limits"):
+        if name in changes and changes[name] is None:
+            raise _invalid(plans.Invalid(name, f"{name} cannot be null (leave it out to keep it)"))
+    changes.update(_dates(body))
+    return await _write_contract(request, lambda conn: plans.update_contract(conn, ws, changes, actor=who.actor))

@@ -85,3 +85,33 @@ async def listing(
         }
         for r in rows
     ]
+
+
+async def summary(conn, *, since: datetime, reason: str | None = None, workspace_id: UUID | None = None,
+                  paths: int = 50, violation: str | None = None) -> dict:
+    """Refusals since ``since`` by reason and by path (the console's quarantine
+    page), optionally of one ``reason`` or workspace. Returns
+    ``{"by_reason": [{reason, reports, first, last}], "by_day": [{day (date),
+    reason, reports}], "by_path": [{path, reason, reports, first, last}]}``:
+    counts of quarantined reports (a report counts once per path and
+    violation reason it names), ``first``/``last`` aware datetimes; the
+    ``paths`` most frequent (path, reason) pairs, only of the violation
+    reason ``violation`` when given (``unknown_field``: fields not in the
+    catalogue). Paths and reasons only, never a value."""
+    where = ("WHERE q.received_at >= $1 AND ($2::text IS NULL OR q.reason = $2)"
+             " AND ($3::uuid IS NULL OR q.workspace_id = $3)")
+    args = (since, reason, workspace_id)
+    by_reason = await conn.fetch(
+        "SELECT q.reason, count(*) AS reports, min(q.received_at) AS first, max(q.received_at) AS last"
+        f" FROM quarantine q {where} GROUP BY q.reason ORDER BY reports DESC, q.reason", *args)
+    by_day = await conn.fetch(
+        "SELECT (q.received_at AT TIME ZONE 'UTC')::date AS day, q.reason, count(*) AS reports"
+        f" FROM quarantine q {where} GROUP BY 1, 2 ORDER BY 1, 2", *args)
+    by_path = await conn.fetch(
+        "SELECT v ->> 'path' AS path, v ->> 'reason' AS reason, count(DISTINCT q.quarantine_id) AS reports,"
+        " min(q.received_at) AS first, max(q.received_at) AS last"
+        f" FROM quarantine q CROSS JOIN LATERAL jsonb_array_elements(q.violations) v {where}"
+        " AND ($5::text IS NULL OR v ->> 'reason' = $5)"
+        " GROUP BY 1, 2 ORDER BY reports DESC, path, reason LIMIT $4", *args, max(1, min(paths, 500)), violation)
+    return {"by_reason": [dict(r) for r in by_reason], "by_day": [dict(r) for r in by_day],
+            "by_path": [dict(r) for r in by_path]}

@@ -6,10 +6,12 @@ Public surface:
   ``apply_reports`` (fold stored reports in), ``rollup_arrays`` /
   ``APPLY_ROLLUPS_SQL`` (what the ingest writer's batch passes);
 - ``billing``: consumption per billing period and true-up over the contract term;
-- ``compliance``: each workspace's status against its plan's limits.
+- ``compliance``: each workspace's status against its plan's limits (the
+  listing, one workspace, and the console's worst-first ``board``);
+- ``history``: a workspace's usage day by day (the console's chart).
 """
 
-from collector.usage import billing, compliance, rollups
+from collector.usage import billing, compliance, history, rollups
 from collector.usage.rollups import StoredReport, apply_reports
 
-__all__ = ["billing", "compliance", "rollups", "StoredReport", "apply_reports"]
+__all__ = ["billing", "compliance", "history", "rollups", "StoredReport", "apply_reports"]
