@@ -36,7 +36,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     url = database_url(cfg)
     logs.log.info("database", embedded=not cfg.database_url)
     log_operator_access(cfg, host, port)
-    serving.serve(cfg, url, host, port, workers or cfg.workers, make_app=make_app, prepare=prepare)
+    serving.serve(cfg, url, host, port, workers or cfg.resolved_workers, make_app=make_app, prepare=prepare)
 
 
 def log_operator_access(cfg: Settings, host: str, port: int) -> None:
