@@ -99,7 +99,7 @@ def sample(path: str) -> Any:
     if f.type == "list":
         return [sample(path + "[]")]
     if f.type == "map":
-        return {("pt-BR" if f.keys == "language_code" else "Any Provider Name"): sample(path + ".{}")}
+        return {("pt-BR" if f.key_values is not None else "Any Provider Name"): sample(path + ".{}")}
     if f.identifying:
         return {"integer": 7, "number": 7.5, "boolean": True}.get(f.type, "identifying-sample")
     if f.values:

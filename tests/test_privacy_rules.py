@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.gate import rules as privacy
-from collector.gate.catalogue import PATTERNS
+from collector.gate.catalogue import BY_PATH, CATALOGUE_PATH, PATTERNS
 from collector.gate.model import SchemaViolation, check_report
 from collector.gate.rules import RuleViolation
 
@@ -87,15 +87,19 @@ def test_version_patterns(name, ok, bad):
             privacy.check_version(v, rx)
 
 
-def test_language_codes():
-    rx = re.compile(PATTERNS["language_code"])
-    for k in ("none", "en", "pt-BR", "zh-TW", "sr-Latn"):
-        assert privacy.check_language_code(k, rx) == k
-    for k, reason in (("Jane Doe", "free_text"), ("john@x.example", "looks_like_email"),
-                      ("klingonese", "not_a_language_code")):
-        with pytest.raises(RuleViolation) as info:
-            privacy.check_language_code(k, rx)
-        assert info.value.reason == reason
+def test_language_keys_fold_outside_rocket_chat_codes():
+    allowed = frozenset(BY_PATH["userLanguages"].key_values)
+    for k in ("none", "default", "en", "pt-BR", "pt-br", "zh-TW", "de-informal"):
+        assert privacy.fold_key(k, allowed) == k
+    for k in ("Jane Doe", "john@x.example", "klingonese", "sr-Latn", "PT-BR", "en ", "", "other"):
+        assert privacy.fold_key(k, allowed) == "other"
+
+
+def test_language_codes_are_rocket_chat_list():
+    """The value set is the gathered list (schemas/data/rocketchat-languages.json) plus 'default'."""
+    data = orjson.loads((CATALOGUE_PATH.parent / "data" / "rocketchat-languages.json").read_bytes())
+    assert set(BY_PATH["userLanguages"].key_values) == set(data["all_keys"]) | {"none", "default"}
+    assert "other" not in BY_PATH["userLanguages"].key_values
 
 
 @pytest.mark.parametrize("text,expected", [

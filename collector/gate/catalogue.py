@@ -39,13 +39,13 @@ CLASSES = (
     "setting", "identifying", "derived", "structure",
 )
 DERIVED_OPS = ("len", "sum", "count_true", "count_eq", "sub")
-KEY_RULES = ("language_code", "any")
+KEY_RULES = ("any",)  # or the name of a value set: keys outside it fold into "other"
 
 _TOP_KEYS = ("catalogue_version", "categories", "classes", "patterns", "value_sets", "fields")
 _FIELD_KEYS = (
     "path", "type", "nullable", "class", "category", "required", "or_false", "signed", "empty_ok",
     "values", "on_unknown", "pattern", "keys", "max_length", "store_as",
-    "from", "op", "field", "fields", "equals", "since", "until", "meaning",
+    "from", "op", "field", "fields", "equals", "since", "until", "meaning", "why",
 )
 _REQUIRED_FIELD_KEYS = ("path", "type", "nullable", "class", "category", "since", "until", "meaning")
 _VERSION_RE = re.compile(r"^\d+\.\d+$")
@@ -67,6 +67,7 @@ class Field:
     since: str
     until: str | None
     meaning: str
+    why: str | None = None  # why the kept strings of this field (values or keys) cannot carry a name
     required: bool = False
     or_false: bool = False
     signed: bool = False
@@ -76,6 +77,7 @@ class Field:
     pattern: str | None = None  # regular expression (resolved from the catalogue's named patterns)
     pattern_name: str | None = None
     keys: str | None = None
+    key_values: tuple[str, ...] | None = None  # allow-listed keys (keys names a value set)
     max_length: int | None = None
     store_as: str | None = None
     source: str | None = None  # "from" of a derived field
@@ -163,10 +165,14 @@ def _parse(doc: dict[str, Any]) -> Catalogue:
             _fail(path, f"unknown pattern {pattern_name!r}")
         if cls == "version" and pattern_name is None:
             _fail(path, "a version needs a pattern")
-        if typ == "map" and raw.get("keys") not in KEY_RULES:
-            _fail(path, f"a map needs keys in {KEY_RULES}")
-        if raw.get("keys") not in (None, "any") and raw["keys"] not in patterns:
-            _fail(path, f"map keys rule {raw['keys']!r} must name a pattern")
+        if typ == "map" and raw.get("keys") not in KEY_RULES and raw.get("keys") not in value_sets:
+            _fail(path, f"a map needs keys {KEY_RULES} or the name of a value set")
+        if raw.get("keys") not in (None, *KEY_RULES) and raw["keys"] not in value_sets:
+            _fail(path, f"map keys rule {raw['keys']!r} must name a value set")
+        if typ == "map" and raw.get("keys") == "any" and cls != "identifying":
+            _fail(path, "a map with free keys must be identifying (its keys are never kept)")
+        if "why" in raw and (not isinstance(raw["why"], str) or not raw["why"].strip()):
+            _fail(path, "why must be a sentence")
         if cls == "structure" and typ not in CONTAINER_TYPES:
             _fail(path, "class structure is for objects, lists and maps")
         if cls == "derived":
@@ -195,7 +201,9 @@ def _parse(doc: dict[str, Any]) -> Catalogue:
             signed=bool(raw.get("signed", False)), empty_ok=bool(raw.get("empty_ok", False)),
             values=tuple(values) if values is not None else None, on_unknown=raw.get("on_unknown"),
             pattern=patterns[pattern_name].pattern if pattern_name else None, pattern_name=pattern_name,
-            keys=raw.get("keys"), max_length=raw.get("max_length"), store_as=raw.get("store_as"),
+            keys=raw.get("keys"), why=raw.get("why"),
+            key_values=tuple(value_sets[raw["keys"]]) if raw.get("keys") in value_sets else None,
+            max_length=raw.get("max_length"), store_as=raw.get("store_as"),
             source=raw.get("from"), op=raw.get("op"), field=raw.get("field"),
             fields=tuple(raw["fields"]) if raw.get("fields") else None, equals=raw.get("equals"),
         )

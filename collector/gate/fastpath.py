@@ -28,7 +28,7 @@ from itertools import groupby
 from typing import Any, Callable
 
 from . import rules as privacy
-from .catalogue import CATEGORIES, FIELDS, PATTERNS, Field
+from .catalogue import CATEGORIES, FIELDS, Field
 
 MAX_LIST_ITEMS = 4096        # os.cpus, session aggregates, omnichannel sources...
 MAX_MAP_KEYS = 512           # userLanguages, custom OAuth providers
@@ -414,30 +414,44 @@ def _rows_walker(node: Node) -> Callable[[Any, tuple[dict, ...], set[str]], None
 
 
 def _map_walker(node: Node) -> Callable[[Any, tuple[dict, ...], set[str]], None]:
-    """``walk(v, out, dropped)`` for a map node: keys checked by the map's key rule, scalar
-    values kept under ``path.key``; maps of objects (identifying only) are checked."""
+    """``walk(v, out, dropped)`` for a map node. Free keys (``keys: any``, identifying maps
+    only: the catalogue refuses others) are checked and dropped with the values; a map
+    whose keys name a value set (``userLanguages``: ``language_codes``) keeps allow-listed
+    keys under ``path.key`` and adds the integer values of every other key under
+    ``path.other`` (:func:`collector.gate.rules.fold_key`; the sum is clamped to
+    +-(2**53 - 1)), so no key is ever kept as sent."""
     f, item = node.field, node.item
     assert item is not None
-    if f.keys != "any":
-        rx = re.compile(PATTERNS[f.keys])
-        key_rule: Callable[[str], Any] | None = _cached(lambda k: privacy.check_language_code(k, rx))
-        key_max = KEPT_STRING_MAX
-    else:
-        key_rule, key_max = None, ANY_KEY_MAX
     if item.kind != "scalar" and not node.ident:
         raise ValueError(f"catalogue: map {f.path!r} of containers must be identifying")
     check = item.check if item.kind == "scalar" else item.validate
     ci, prefix = _CI[item.field.category], f.path + "."
+    if f.key_values is None:  # keys: any (identifying)
+        def walk_any(v: Any, out: tuple[dict, ...], dropped: set[str]) -> None:
+            if type(v) is not dict or len(v) > MAX_MAP_KEYS:
+                raise _REFUSED
+            for k, x in v.items():
+                if type(k) is not str or len(k) > ANY_KEY_MAX:
+                    raise _REFUSED
+                out[ci][prefix + k] = check(x)
+        return walk_any
+    if item.field.type != "integer" or item.field.nullable or privacy.FOLDED_KEY in f.key_values:
+        raise ValueError(f"catalogue: map {f.path!r} folds keys: its values must be non-null integers")
+    allowed = frozenset(f.key_values)
+    other = prefix + privacy.FOLDED_KEY
 
     def walk(v: Any, out: tuple[dict, ...], dropped: set[str]) -> None:
         if type(v) is not dict or len(v) > MAX_MAP_KEYS:
             raise _REFUSED
+        o = out[ci]
         for k, x in v.items():
-            if type(k) is not str or len(k) > key_max:
+            if type(k) is not str:
                 raise _REFUSED
-            if key_rule is not None:
-                key_rule(k)
-            out[ci][prefix + k] = check(x)
+            n = check(x)
+            if k in allowed:
+                o[prefix + k] = n
+            else:
+                o[other] = max(-MAX_SAFE_INTEGER, min(MAX_SAFE_INTEGER, o.get(other, 0) + n))
     return walk
 
 

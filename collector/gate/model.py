@@ -48,7 +48,7 @@ from pydantic_core import PydanticCustomError
 
 from . import fastpath
 from . import rules as privacy
-from .catalogue import CATALOGUE_VERSION, FIELDS, PATTERNS, Field
+from .catalogue import CATALOGUE_VERSION, FIELDS, Field
 from .fastpath import (
     ANY_KEY_MAX,
     IDENTIFYING_STRING_MAX,
@@ -99,7 +99,6 @@ MESSAGES = {
     "free_text": "The value looks like free text, which this field must not carry.",
     "bad_version": "The value is not a version number in the expected form.",
     "bad_timestamp": "The value is not a timestamp in a form Rocket.Chat sends.",
-    "not_a_language_code": "A key of this map is not a language code.",
     "too_long": "The value is longer than this field allows.",
     "number_too_large": "The number is beyond 2^53 - 1, more than a Rocket.Chat server can count exactly.",
     "invalid_value": "The value is not valid for this field.",
@@ -153,7 +152,8 @@ class CheckedReport:
     * lists of objects column-wise: one list per kept item field under the
       item path (``os.cpus[].times.user`` -> ``[404110, 416850]``), nested lists
       giving lists of lists; identifying item fields have no column;
-    * ``userLanguages`` per language code (``userLanguages.pt-BR``);
+    * ``userLanguages`` per Rocket.Chat language code (``userLanguages.pt-BR``), keys
+      outside that list summed under ``userLanguages.other``;
     * derived counts under their ``#`` path (``services.oauth.custom#providers``);
     * ``totlalLivechat`` (0.x spelling) under ``totalLivechat``.
 
@@ -280,10 +280,9 @@ def _container(node: _Node, *, bounded: bool) -> Any:
     if node.kind == "list":
         ann: Any = list[_annotation(node.item)]
         return Annotated[ann, PydField(max_length=MAX_LIST_ITEMS)] if bounded else ann
-    if node.field.keys != "any":
-        rx = re.compile(PATTERNS[node.field.keys])
-        key_ann = Annotated[str, PydField(max_length=KEPT_STRING_MAX),
-                            AfterValidator(_rule(lambda k, _rx=rx: privacy.check_language_code(k, _rx)))]
+    if node.field.key_values is not None:  # any key: those outside the value set fold into "other"
+        key_ann = Annotated[str, WithJsonSchema({"type": "string", "x-keys": node.field.keys,
+                                                 "x-on-unknown": privacy.FOLDED_KEY})]
     else:
         key_ann = Annotated[str, PydField(max_length=ANY_KEY_MAX)]
     ann = dict[key_ann, _annotation(node.item)]

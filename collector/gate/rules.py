@@ -66,13 +66,74 @@ def looks_like_url(s: str) -> bool:
     return _URL.search(s) is not None
 
 
+_INET_PART = re.compile(r"(?i)^(?:0x[0-9a-f]*|[0-9]+)$")
+_DOTTED = re.compile(r"(?i)^v?((?:0x[0-9a-f]*|\d+)(?:[._](?:0x[0-9a-f]*|\d+)){0,3})$")
+
+
+def _inet_part(part: str) -> int | None:
+    """The number an ``inet_aton`` address part denotes (``0x7f`` hex, ``0177`` octal,
+    ``127`` decimal), or ``None`` when ``part`` is not one (``08`` is no octal number)."""
+    if not _INET_PART.match(part):
+        return None
+    if part[:2].lower() == "0x":
+        return int(part[2:] or "0", 16)
+    if len(part) > 1 and part[0] == "0":
+        return int(part, 8) if all(c in "01234567" for c in part) else None
+    return int(part)
+
+
+def _is_inet_aton(token: str) -> bool:
+    """True for IPv4 written in a notation :mod:`ipaddress` refuses but ``inet_aton``,
+    browsers (WHATWG URL host parser) and ``ping`` accept (where the line is drawn, per form):
+
+    * four parts (``.``, or ``_`` as ua-parser-js writes versions), each decimal with
+      or without leading zeros, octal (``0300``) or hex (``0xc0``), each at most 255:
+      ``010.001.002.003``, ``0300.0250.01.024``, ``0xc0.0xa8.1.20``, ``192_168_1_20``;
+    * one to three parts with a hex part or a zero-padded / octal part of three or more
+      characters (``0x7f.1``, ``0177.1``, ``010.1.2``; not ``22.04``,
+      Ubuntu's version), the last part within the
+      range its position allows (24 bits after one part, 16 after two);
+    * one number, decimal, octal or hex, from 2**24 to 2**32 - 1 (``2130706433``,
+      ``0x7f000001``, ``017700000001``: integer notation, 1.0.0.0 and up; ``0000``,
+      ``007`` or ``2409760`` are not addresses).
+
+    Not called an address: one to three plain decimal parts without leading zeros
+    (``8.1``, ``124.0.6367``, ``10.15.7``): every real browser, OS and server version
+    has that shape; the version patterns of ``schemas/catalogue.json`` bound those
+    (at most 9 digits, see their ``why``). An optional ``v`` prefix is ignored.
+    """
+    m = _DOTTED.match(token)
+    if not m:
+        return False
+    raw = re.split(r"[._]", m.group(1))
+    if len(set(re.findall(r"[._]", m.group(1)))) > 1:
+        return False  # 1_2.3: mixed separators, no address notation
+    parts = [_inet_part(p) for p in raw]
+    if any(p is None for p in parts):
+        return False
+    nums = [p for p in parts if p is not None]
+    if len(nums) == 4:
+        return all(n <= 255 for n in nums)
+    # a hex part (0x7f) or a zero-padded / octal part of three or more characters
+    # (010, 001, 0177); two-character ones are real versions (Ubuntu 22.04, Opera 05)
+    padded = any(p[:2].lower() == "0x" or (len(p) > 2 and p[0] == "0") for p in raw)
+    if len(nums) == 1:  # integer notation (decimal, octal or hex) of at least 1.0.0.0
+        return 2**24 <= nums[0] < 2**32
+    if not padded:
+        return False
+    last_bits = {1: 32, 2: 24, 3: 16}[len(nums)]
+    return all(n <= 255 for n in nums[:-1]) and nums[-1] < 2**last_bits
+
+
 def _is_ip(token: str) -> bool:
-    token = token.strip()
+    token = token.strip().strip("[]")
     if not token:
         return False
     candidates = [token]
     if token.count(":") == 1:  # host:port
         candidates.append(token.split(":", 1)[0])
+    if "]:" in token:  # [v6]:port
+        candidates.append(token.split("]:", 1)[0].strip("[]"))
     if "%" in token:  # IPv6 zone index
         candidates.append(token.split("%", 1)[0])
     for c in candidates:
@@ -80,16 +141,25 @@ def _is_ip(token: str) -> bool:
             ipaddress.ip_address(c)
             return True
         except ValueError:
-            continue
+            if _is_inet_aton(c):
+                return True
     return False
 
 
+_IP_WORD = re.compile(r"(?i)(?<![\w.])v?(?:0x[0-9a-f]*|\d+)(?:[._](?:0x[0-9a-f]*|\d+)){0,3}(?::\d{1,5})?(?![\w.])")
+
+
 def looks_like_ip(s: str) -> bool:
-    """True if ``s`` is or contains an IPv4/IPv6 address (checked with :mod:`ipaddress`)."""
+    """True if ``s`` is or contains an IPv4/IPv6 address: what :mod:`ipaddress` parses
+    (also with ``:port``, ``[v6]:port``, ``%zone``) and the ``inet_aton`` notations of
+    :func:`_is_inet_aton` (leading zeros, octal, hex, integer)."""
     if _is_ip(s):
         return True
     for m in _IPV4_IN_TEXT.finditer(s):
         if _is_ip(m.group(0)):
+            return True
+    for m in _IP_WORD.finditer(s):
+        if _is_ip(m.group(0).split(":", 1)[0]):
             return True
     if ":" in s:
         return any(_is_ip(t) for t in _TOKEN_SPLIT.split(s) if t.count(":") >= 2)
@@ -107,12 +177,29 @@ def looks_like_identifier(s: str) -> bool:
     return False
 
 
+_DOT_GROUPS = re.compile(r"^\d+(?:\.\d+)+$")
+
+
 def looks_like_phone(s: str) -> bool:
-    """True if ``s`` contains a run of 7 to 15 digits written like a phone number."""
+    """True if ``s`` contains a run of 7 to 15 digits written like a phone number
+    (E.164 ``+49 151 2345 6789``, national ``(030) 1234-5678``, ``0612345678``).
+
+    A run written with dots only (``555.123.4567``, ``06.12.34.56.78``, ``555.1234``)
+    is a phone number when it has 10 or more digits, or 7 to 9 digits in groups of
+    two or more, either three or more groups or a first group of three or more digits;
+    other dotted runs of at most 9 digits are versions (``124.0.6367``, ``7.6.40234``,
+    ``10.0.19045``, ``2020.16.2``, EdgeHTML ``18.17763``).
+    """
     for m in _PHONE.finditer(s):
-        digits = sum(c.isdigit() for c in m.group(0))
-        if 7 <= digits <= 15:
-            return True
+        text = m.group(0)
+        digits = sum(c.isdigit() for c in text)
+        if not 7 <= digits <= 15:
+            continue
+        if _DOT_GROUPS.match(text) and digits <= 9:
+            groups = text.split(".")
+            if min(map(len, groups)) < 2 or (len(groups) == 2 and len(groups[0]) < 3):
+                continue
+        return True
     return False
 
 
@@ -184,22 +271,37 @@ def check_enumeration(value: object, allowed: frozenset[tuple[type, object]], on
 
 
 def check_version(value: str, pattern: re.Pattern[str]) -> str:
-    """Return ``value`` if it matches the field's version pattern and is not an IP address.
+    """Return ``value`` if it matches the field's version pattern and no detector fires on it.
 
-    Raises :class:`RuleViolation` (detector reason or ``bad_version``). Patterns:
-    ``Info.version`` (``6.8.0``, ``0.61.0-develop``), ``process.version``
-    (``v22.22.3``), MongoDB ``buildInfo.version``; see ``patterns`` in the catalogue.
+    The detectors are a second net behind the pattern (which already bounds parts and
+    digits so that no IPv4 notation or phone number fits, see ``why`` in the
+    catalogue). Raises :class:`RuleViolation`: the detector's reason
+    (``looks_like_ip``...) or ``bad_version``. Patterns: ``Info.version``
+    (``6.8.0``, ``0.61.0-develop``), ``process.version`` (``v22.22.3``), MongoDB
+    ``buildInfo.version``, session versions (``124.0.6367``, ``10.15.7``, ``x86_64``).
     """
-    if pattern.match(value) and not (value.count(".") == 3 and _is_ip(value)):
-        return value
+    if pattern.match(value):
+        reason = detect(value)
+        if reason is None:
+            return value
+        raise RuleViolation(reason)
     raise RuleViolation(detect(value) or "bad_version")
 
 
-def check_language_code(key: str, pattern: re.Pattern[str]) -> str:
-    """``userLanguages`` keys (``Users.getUserLanguages()`` in statistics.ts): ``en``, ``pt-BR``, ``none``."""
-    if pattern.match(key):
-        return key
-    raise RuleViolation(detect(key) or "not_a_language_code")
+#: What a map key outside its allow-list is counted under.
+FOLDED_KEY = "other"
+
+
+def fold_key(key: str, allowed: Collection[str]) -> str:
+    """``key`` if allow-listed, else :data:`FOLDED_KEY` (the key itself is never kept).
+
+    ``userLanguages`` keys are the users' stored ``language`` strings
+    (``Users.getUserLanguages()`` in statistics.ts); any user can set any string, so
+    only Rocket.Chat's own language codes (``schemas/data/rocketchat-languages.json``,
+    value set ``language_codes`` in the catalogue, ``none``) are kept as sent.
+    Allow-listed keys are catalogue constants that pass every detector (tested).
+    """
+    return key if key in allowed else FOLDED_KEY
 
 
 @lru_cache(maxsize=64)
