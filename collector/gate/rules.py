@@ -72,13 +72,15 @@ _DOTTED = re.compile(r"(?i)^v?((?:0x[0-9a-f]*|\d+)(?:[._](?:0x[0-9a-f]*|\d+)){0,
 
 def _inet_part(part: str) -> int | None:
     """The number an ``inet_aton`` address part denotes (``0x7f`` hex, ``0177`` octal,
-    ``127`` decimal), or ``None`` when ``part`` is not one (``08`` is no octal number)."""
+    ``127`` decimal; ``078``, no octal number, as the zero-padded decimal a person
+    means), or ``None`` when ``part`` is not a number."""
     if not _INET_PART.match(part):
         return None
     if part[:2].lower() == "0x":
         return int(part[2:] or "0", 16)
     if len(part) > 1 and part[0] == "0":
-        return int(part, 8) if all(c in "01234567" for c in part) else None
+        # octal for inet_aton, but a zero-padded decimal (078) to a reader
+        return int(part, 8) if all(c in "01234567" for c in part) else int(part)
     return int(part)
 
 
@@ -89,10 +91,11 @@ def _is_inet_aton(token: str) -> bool:
     * four parts (``.``, or ``_`` as ua-parser-js writes versions), each decimal with
       or without leading zeros, octal (``0300``) or hex (``0xc0``), each at most 255:
       ``010.001.002.003``, ``0300.0250.01.024``, ``0xc0.0xa8.1.20``, ``192_168_1_20``;
-    * one to three parts with a hex part or a zero-padded / octal part of three or more
-      characters (``0x7f.1``, ``0177.1``, ``010.1.2``; not ``22.04``,
-      Ubuntu's version), the last part within the
-      range its position allows (24 bits after one part, 16 after two);
+    * one to three parts with a hex part, a zero-padded / octal first part, or a later
+      zero-padded part of three or more characters (``0x7f.1``, ``0177.1``, ``01.0``,
+      ``1.001.2``; not ``22.04``, Ubuntu's version), the first part from 1 to 255 (``0.020``, a real browser
+      version, would be 0.0.0.16) and the last within the range its position allows
+      (24 bits after one part, 16 after two);
     * one number, decimal, octal or hex, from 2**24 to 2**32 - 1 (``2130706433``,
       ``0x7f000001``, ``017700000001``: integer notation, 1.0.0.0 and up; ``0000``,
       ``007`` or ``2409760`` are not addresses).
@@ -114,15 +117,16 @@ def _is_inet_aton(token: str) -> bool:
     nums = [p for p in parts if p is not None]
     if len(nums) == 4:
         return all(n <= 255 for n in nums)
-    # a hex part (0x7f) or a zero-padded / octal part of three or more characters
-    # (010, 001, 0177); two-character ones are real versions (Ubuntu 22.04, Opera 05)
-    padded = any(p[:2].lower() == "0x" or (len(p) > 2 and p[0] == "0") for p in raw)
+    # a hex part (0x7f), a zero-padded / octal first part (01.0, 010.1.2) or a later one
+    # of three or more characters (1.001.2); later two-character ones are real (Ubuntu 22.04)
+    padded = (len(raw[0]) > 1 and raw[0][0] == "0") or any(
+        p[:2].lower() == "0x" or (len(p) > 2 and p[0] == "0") for p in raw)
     if len(nums) == 1:  # integer notation (decimal, octal or hex) of at least 1.0.0.0
         return 2**24 <= nums[0] < 2**32
     if not padded:
         return False
-    last_bits = {1: 32, 2: 24, 3: 16}[len(nums)]
-    return all(n <= 255 for n in nums[:-1]) and nums[-1] < 2**last_bits
+    last_bits = {2: 24, 3: 16}[len(nums)]
+    return 1 <= nums[0] <= 255 and all(n <= 255 for n in nums[1:-1]) and nums[-1] < 2**last_bits
 
 
 def _is_ip(token: str) -> bool:
@@ -181,23 +185,26 @@ _DOT_GROUPS = re.compile(r"^\d+(?:\.\d+)+$")
 
 
 def looks_like_phone(s: str) -> bool:
-    """True if ``s`` contains a run of 7 to 15 digits written like a phone number
-    (E.164 ``+49 151 2345 6789``, national ``(030) 1234-5678``, ``0612345678``).
+    """True if ``s`` contains a run of 7 to 17 digits written like a phone number
+    (E.164 ``+49 151 2345 6789``, ``0049 151 23456789``, national ``(030) 1234-5678``,
+    ``0612345678``).
 
     A run written with dots only (``555.123.4567``, ``06.12.34.56.78``, ``555.1234``)
     is a phone number when it has 10 or more digits, or 7 to 9 digits in groups of
-    two or more, either three or more groups or a first group of three or more digits;
+    two or more: three or more groups with 8 or 9 digits (``12.34.56.78``,
+    ``12.34.5678``), or two groups, the first of three or more digits (``555.1234``);
     other dotted runs of at most 9 digits are versions (``124.0.6367``, ``7.6.40234``,
-    ``10.0.19045``, ``2020.16.2``, EdgeHTML ``18.17763``).
+    ``10.0.19045``, ``2020.16.2``, EdgeHTML ``18.17763``, ``23.36.215``).
     """
     for m in _PHONE.finditer(s):
         text = m.group(0)
         digits = sum(c.isdigit() for c in text)
-        if not 7 <= digits <= 15:
+        if not 7 <= digits <= 17:  # E.164: at most 15, plus a 00 international prefix
             continue
         if _DOT_GROUPS.match(text) and digits <= 9:
             groups = text.split(".")
-            if min(map(len, groups)) < 2 or (len(groups) == 2 and len(groups[0]) < 3):
+            if min(map(len, groups)) < 2 or (len(groups) == 2 and len(groups[0]) < 3) or (
+                    len(groups) > 2 and digits < 8):
                 continue
         return True
     return False
