@@ -10,6 +10,12 @@ Adding a field Rocket.Chat introduces is a one-line change in the JSON file;
 then run ``uv run python -m collector.gate.catalogue fmt`` (re-formats the file
 canonically) and ``uv run python -m collector.gate.model > schemas/report.schema.json``.
 
+Every kept string field (and every map whose keys are kept) carries a ``why``:
+why its rule cannot match a name, e-mail, host name, IP address, phone number,
+UUID or database id. A map's ``keys`` is ``any`` (identifying maps only: their
+keys are dropped) or the name of a value set (keys outside it fold into
+``other``).
+
 Path syntax: dotted names; ``[]`` marks the items of a list
 (``os.cpus[].times.user``), ``{}`` the values of a map with free keys
 (``userLanguages.{}``), ``#`` a count the collector derives itself

@@ -4,10 +4,12 @@ Two kinds of rules:
 
 * tight acceptance rules: a kept string must be in the field's allow-list
   (``values`` in ``schemas/catalogue.json``), match the field's named version
-  pattern, or parse as a timestamp in a form Rocket.Chat sends;
-* detectors (e-mail, URL, IP, identifier, phone, host name, free text) that
-  only decide *which* reason code a refused string gets, so the workspace
-  learns why without the value being echoed anywhere.
+  pattern, or parse as a timestamp in a form Rocket.Chat sends; a map key must be
+  in the map's value set or is counted under ``other`` (:func:`fold_key`);
+* detectors (e-mail, URL, IP, identifier, phone, host name, free text): the
+  second net behind the version patterns (a value the pattern accepts but a
+  detector fires on is refused, issue 10), and the reason code a refused string
+  gets, so the workspace learns why without the value being echoed anywhere.
 
 Every function here is pure: it never logs, stores or echoes a value, and a
 :class:`RuleViolation` carries only a reason code.
