@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     auth_cache_ttl_s: float = 60.0
     future_tolerance_s: int = 3600  # a record dated further in the future is refused
     stale_after_s: int = 48 * 3600
+    # Retention (collector.lifecycle.retention): raw report data, rollups, quarantine, in days.
+    retention_days: int = Field(default=400, ge=1)  # a year plus a month to re-run billing
+    rollup_retention_days: int = Field(default=3650, ge=1)  # billing records
+    quarantine_retention_days: int = Field(default=90, ge=1)
+    retention_every_s: int = Field(default=86400, ge=60)  # serve runs retention when the last run is this old
+    maintenance_check_s: int = Field(default=3600, ge=10)  # how often each serve worker checks (one at a time)
     log_level: str = "INFO"
     log_json: bool = True
 

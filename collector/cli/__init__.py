@@ -12,13 +12,16 @@
   collector contract show WORKSPACE_ID
   collector compliance [--status S] [--workspace ID]     compliance, as GET /api/v1/compliance
   collector billing --period YYYY-MM | --from D --to D [--csv]   as GET /api/v1/billing/consumption
+  collector retention run                      apply retention now; prints what it removed
+  collector workspace export ID                everything held about a workspace (one JSON document)
+  collector workspace erase ID                 erase a workspace (one audit line remains)
 
 Database: ``DATABASE_URL`` when set, otherwise the embedded PostgreSQL under
 ``COLLECTOR_DATA_DIR`` (default ``.collector``), the same one ``serve`` uses.
 Every command prints JSON on stdout (``billing --csv``: CSV); errors go to stderr with exit code 1.
 """
 
-from collector.cli import operators, plans, receipts, records, serve, usage, workspaces  # noqa: F401  (register the commands)
+from collector.cli import lifecycle, operators, plans, receipts, records, serve, usage, workspaces  # noqa: F401  (register the commands)
 from collector.cli.common import main
 
 __all__ = ["main"]

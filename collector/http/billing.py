@@ -1,7 +1,9 @@
 """Billing reads (operator role ``billing``; see ``collector.usage.billing``).
 
   GET /api/v1/billing/consumption?period=YYYY-MM     (or ?from=YYYY-MM-DD&to=YYYY-MM-DD, inclusive)
-      JSON by default; CSV with ``Accept: text/csv``.
+      JSON by default; CSV with ``Accept: text/csv`` (then the headers
+      ``X-Raw-Data-Expired`` / ``X-Rollups-Expired: true|false`` say what the
+      JSON's ``raw_data_expired`` / ``rollups_expired`` say).
 """
 
 from __future__ import annotations
@@ -30,5 +32,7 @@ async def consumption(request: web.Request) -> web.Response:
     kw = {"now": datetime.now(timezone.utc), "stale_after_s": st.settings.stale_after_s}
     if "text/csv" in request.headers.get("Accept", ""):
         body = await billing.consumption_csv(st.pool, start, end, **kw)
-        return web.Response(body=body, content_type="text/csv", charset="utf-8")
+        raw, rollups = await billing.expired(st.pool, start)
+        return web.Response(body=body, content_type="text/csv", charset="utf-8", headers={
+            "X-Raw-Data-Expired": str(raw).lower(), "X-Rollups-Expired": str(rollups).lower()})
     return json_body(await billing.consumption_json(st.pool, start, end, **kw))
