@@ -202,13 +202,15 @@ async def mark_rewrite(conn, *relnames: str) -> None:
 
 
 #: True when a snapshot that may still see rows removed by transaction $1 is
-#: open: a backend of this database (other than this one) whose xmin is not
-#: newer, a replication slot's xmin, a prepared transaction. Needs a role
+#: open: a backend of this database (other than this one, and other than a
+#: running VACUUM, which VACUUM FULL does not wait for either) whose xmin is
+#: not newer, a replication slot's xmin, a prepared transaction. Needs a role
 #: that sees other sessions' backend_xmin (superuser, the owner of the
 #: sessions, or pg_read_all_stats).
 _OLDER_SNAPSHOT_SQL = """
 SELECT EXISTS (SELECT 1 FROM pg_stat_activity
                WHERE datname = current_database() AND pid <> pg_backend_pid()
+                     AND pid NOT IN (SELECT pid FROM pg_stat_progress_vacuum)  -- a vacuum's xmin holds back no vacuum
                      AND backend_xmin IS NOT NULL AND age(backend_xmin) >= age($1::xid8::xid))
     OR EXISTS (SELECT 1 FROM pg_replication_slots
                WHERE xmin IS NOT NULL AND (database IS NULL OR database = current_database())

@@ -38,6 +38,7 @@ sharing the database (``collector.lifecycle.maintenance``);
 from __future__ import annotations
 
 import asyncio
+import time as time_module
 from datetime import date, datetime, time, timedelta, timezone
 
 import asyncpg
@@ -140,6 +141,7 @@ async def run(conn: asyncpg.Connection, settings: Settings, now: datetime) -> di
     "rewritten": [tables]}`` (floors ISO 8601: everything before is gone;
     ``reports``: reports removed with their data). Records the run in
     ``maintenance_runs`` (task ``retention``)."""
+    started = time_module.monotonic()
     await conn.execute(
         "INSERT INTO maintenance_runs (task, started_at) VALUES ('retention', $1)"
         " ON CONFLICT (task) DO UPDATE SET started_at = excluded.started_at", now,
@@ -173,9 +175,10 @@ async def run(conn: asyncpg.Connection, settings: Settings, now: datetime) -> di
         "quarantine": {"floor": q_floor.isoformat(), "rows": quarantined},
         "rewritten": rewritten,
     }
+    # finished: ``now`` plus the time the run took (the schedule's clock is ``now``)
     await conn.execute(
         "UPDATE maintenance_runs SET finished_at = $1, removed = $2::jsonb WHERE task = 'retention'",
-        datetime.now(timezone.utc), orjson.dumps(removed).decode(),
+        now + timedelta(seconds=time_module.monotonic() - started), orjson.dumps(removed).decode(),
     )
     log.info("retention_applied", **{k: v for k, v in removed.items() if k != "ran_at"})
     return removed
