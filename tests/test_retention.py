@@ -10,8 +10,12 @@ below are fixed and the figures hand-computed.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import asyncpg
 import orjson
@@ -77,6 +81,22 @@ def shift(ym: str, n: int) -> str:
     return f"{y:04d}-{m + 1:02d}"
 
 
+async def relation_files(conn, *relations: str) -> list[Path] | None:
+    """The data files (main fork and TOAST) of ``relations``; None when PostgreSQL's
+    data directory cannot be read here (the file checks are then left out)."""
+    try:
+        directory = Path(await conn.fetchval("SHOW data_directory"))
+        paths = await conn.fetch(
+            "SELECT pg_relation_filepath(c.oid) AS main, pg_relation_filepath(nullif(c.reltoastrelid, 0)) AS toast"
+            " FROM pg_class c WHERE c.relname = ANY($1::text[])", list(relations))
+        files = [directory / p for r in paths for p in (r["main"], r["toast"]) if p]
+        files[0].stat()
+        (directory / "base").iterdir().__next__()
+    except (asyncpg.PostgresError, OSError, IndexError):
+        return None
+    return files
+
+
 async def test_partitions_are_made_ahead_at_start(own):
     _, conn, _ = own
     this = datetime.now(timezone.utc).strftime("%Y-%m")
@@ -122,6 +142,9 @@ async def test_raw_data_expires_by_month_rollups_and_quarantine_at_their_own_lim
     dates = ["2026-06-15", "2026-07-15", "2026-08-15", "2026-09-15", "2026-10-15"]
     answers = [await post_ok(svc, token, make_report(report_870, f"ret-{i}", f"{d}T12:00:00.000Z", users=11 + i))
                for i, d in enumerate(dates)]
+    # older than the first month: in the DEFAULT partition
+    await post_ok(svc, token, make_report(report_870, "ret-old", "2026-03-15T12:00:00.000Z", users=10))
+    assert await conn.fetchval("SELECT count(*) FROM reports_default WHERE workspace_id = $1::uuid", wid) == 1
     bad = dict(report_870, activeUsers="many")
     for _ in range(2):
         assert (await svc.post_report(token, bad))[0] == 422
@@ -137,16 +160,24 @@ async def test_raw_data_expires_by_month_rollups_and_quarantine_at_their_own_lim
 
     assert await period("2026-07") == (False, False, 12)
 
+    files = await relation_files(conn, "reports_y2026m06", "report_data_y2026m06", "reports_default",
+                                 "report_data_default")
+
     # Run 1 at 2026-10-20, raw 60 days: horizon 2026-08-21, its month has a
-    # partition, so the floor is 2026-08-01: June and July are dropped.
-    # Rollups 120 days: days before 2026-06-22 (June 15's snapshot); no month
-    # is wholly before it. Quarantine 30 days: floor 2026-09-20, rows are newer.
+    # partition, so the floor is 2026-08-01: June and July are dropped, the
+    # March record deleted from the DEFAULT partition (3 reports). Rollups
+    # 120 days: days before 2026-06-22 (March 15, June 15), months wholly
+    # before it (March). Quarantine 30 days: floor 2026-09-20, rows are newer.
     first = await retention.run(conn, limits(data_dir, 60, 120), datetime(2026, 10, 20, tzinfo=timezone.utc))
     assert first["raw"] == {"floor": "2026-08-01T00:00:00+00:00", "partitions_dropped": ["2026-06", "2026-07"],
-                            "reports": 2}
+                            "reports": 3}
     assert (first["rollups"]["floor"], first["rollups"]["daily_snapshots"], first["rollups"]["monthly_usage"]) == (
-        "2026-06-22", 1, 0)
+        "2026-06-22", 2, 1)
     assert first["quarantine"]["rows"] == 0
+    assert {"reports_default", "report_data_default"} <= set(first["rewritten"])
+    if files is not None:  # the dropped months' and the rewritten partitions' old files are gone
+        await conn.execute("CHECKPOINT")
+        assert [f for f in files if f.exists() and f.stat().st_size > 0] == []
     assert not {"y2026m06", "y2026m07"} & set(await months(conn, "reports"))
     assert not {"y2026m06", "y2026m07"} & set(await months(conn, "report_data"))
     assert [await count(t) for t in ("reports", "report_data", "report_keys")] == [3, 3, 3]
@@ -183,3 +214,19 @@ async def test_raw_data_expires_by_month_rollups_and_quarantine_at_their_own_lim
     # what each run removed is recorded (no value in it)
     removed = orjson.loads(await conn.fetchval("SELECT removed::text FROM maintenance_runs WHERE task = 'retention'"))
     assert removed["raw"] == second["raw"]
+
+
+def test_cli_retention_run_prints_what_it_removed(own):
+    svc, _, _ = own
+    env = {**os.environ, "DATABASE_URL": svc.database_url, "COLLECTOR_LOG_LEVEL": "WARNING",
+           "COLLECTOR_RETENTION_DAYS": "36500", "COLLECTOR_ROLLUP_RETENTION_DAYS": "36500",
+           "COLLECTOR_QUARANTINE_RETENTION_DAYS": "36500"}
+    out = subprocess.run([sys.executable, "-m", "collector", "retention", "run"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    done = orjson.loads(out.stdout)
+    assert sorted(done) == ["partitions_created", "quarantine", "ran_at", "raw", "rewritten", "rollups"]
+    # the floors only move forward: the earlier runs' stay
+    assert (done["raw"]["floor"], done["raw"]["reports"], done["raw"]["partitions_dropped"]) == (
+        "2026-11-01T00:00:00+00:00", 0, [])
+    assert (done["rollups"]["daily_snapshots"], done["quarantine"]["rows"]) == (0, 0)

@@ -128,6 +128,23 @@ async def _advance(conn, kind: str, since: datetime) -> datetime:
     )
 
 
+async def expire_raw(conn: asyncpg.Connection, floor: datetime) -> tuple[datetime, list[str], int]:
+    """Raw data dated before ``floor`` leaves: the floor moves (``retained_since``),
+    the months wholly before it are dropped, then their ``report_keys`` and
+    the DEFAULT partitions' rows before it are deleted (those partitions
+    noted for a rewrite). Returns (the floor now, months dropped, reports
+    removed). Outside a transaction; also what ``bench/retention_bench.py`` times."""
+    floor = await _advance(conn, "raw", floor)
+    dropped = await drop_expired(conn)
+    async with conn.transaction():
+        reports = _count(await conn.execute("DELETE FROM report_keys WHERE created_at < $1", floor))
+        in_default = _count(await conn.execute("DELETE FROM reports_default WHERE created_at < $1", floor))
+        in_default += _count(await conn.execute("DELETE FROM report_data_default WHERE created_at < $1", floor))
+        if in_default:  # a DELETE leaves the bytes in the file: rewrite these (small) partitions
+            await datakeys.mark_rewrite(conn, "reports_default", "report_data_default")
+    return floor, dropped, reports
+
+
 def _count(status: str) -> int:
     return int(status.split()[-1])
 
@@ -147,14 +164,7 @@ async def run(conn: asyncpg.Connection, settings: Settings, now: datetime) -> di
         " ON CONFLICT (task) DO UPDATE SET started_at = excluded.started_at", now,
     )
     created = await ensure_partitions(conn, settings.retention_days, now)
-    floor = await _advance(conn, "raw", await raw_floor(conn, settings.retention_days, now))
-    dropped = await drop_expired(conn)
-    async with conn.transaction():
-        reports = _count(await conn.execute("DELETE FROM report_keys WHERE created_at < $1", floor))
-        in_default = _count(await conn.execute("DELETE FROM reports_default WHERE created_at < $1", floor))
-        in_default += _count(await conn.execute("DELETE FROM report_data_default WHERE created_at < $1", floor))
-        if in_default:  # a DELETE leaves the bytes in the file: rewrite these (small) partitions
-            await datakeys.mark_rewrite(conn, "reports_default", "report_data_default")
+    floor, dropped, reports = await expire_raw(conn, await raw_floor(conn, settings.retention_days, now))
 
     rollup_day = (now - timedelta(days=settings.rollup_retention_days)).date()
     async with conn.transaction():
