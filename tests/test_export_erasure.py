@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
+from datetime import datetime, timezone
 
 import orjson
 
@@ -188,3 +190,41 @@ async def test_cli_erase(service, db, report_870):
     assert (await service.post_report(ws["token"], report_870))[0] == 401
     again = run_cli(service.database_url, "workspace", "erase", ws["workspace_id"])
     assert again.returncode == 1 and "UnknownWorkspace" in again.stderr
+
+
+async def test_a_report_waiting_while_its_workspace_is_erased_is_not_stored(service, db, report_870):
+    """write_batch (sql/0007) after the erasure committed: the element answers
+    report_id NULL (the writer refuses it ``unauthorized``) and nothing of the
+    workspace is written; the other workspace of the same batch is stored."""
+    gone, kept = await service.register("starter"), await service.register("starter")
+    async with service.http.delete(f"{service.url}/api/v1/workspaces/{gone['workspace_id']}",
+                                   headers=admin_headers()) as r:
+        assert r.status == 200
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    rows = await db.fetch(
+        "SELECT report_id, receipt, accepted FROM write_batch(now(), 'test', 7314002, $1::uuid[], $2::uuid[],"
+        " $3::bytea[], $4::timestamptz[], '{8.7.0,8.7.0}', '{r1,r2}', '{NULL,NULL}', '{NULL,NULL}',"
+        " '{NULL,NULL}', '{NULL,NULL}', '{1,1}', '{0,0}', '{0,0}', '{0,0}', '{0,0}', '{1,1}')",
+        ids, [uuid.UUID(gone["workspace_id"]), uuid.UUID(kept["workspace_id"])], [b"k1", b"k2"],
+        [datetime(2026, 8, 1, tzinfo=timezone.utc)] * 2,
+    )
+    assert [(r["report_id"], r["receipt"], r["accepted"]) for r in rows] == [(None, None, False), (ids[1], "r2", True)]
+    assert await rows_naming(db, gone["workspace_id"]) == {"audit_log": 1}
+    assert await db.fetchval("SELECT count(*) FROM reports WHERE workspace_id = $1::uuid", kept["workspace_id"]) == 1
+
+
+async def test_opt_out_on_then_off_keeps_optional_data_again(service, db, report_870):
+    """The writer's cached keys follow the switch: dropped while opted out, a
+    new key (and stored data) once the opt-out is off again."""
+    ws = await service.register("enterprise")
+    me = {"Authorization": f"Bearer {ws['token']}"}
+    for n, on in enumerate((None, True, False)):
+        if on is not None:
+            async with service.http.put(service.url + "/api/v1/workspaces/self/opt-out", json={"opt_out": on},
+                                        headers=me) as r:
+                assert r.status == 200
+        await post_ok(service, ws["token"], make_report(report_870, f"switch-{n}", f"2026-08-0{n + 1}T10:00:00.000Z"))
+    doc = orjson.loads((await fetch_export(service, "/api/v1/workspaces/self/export", me))[2])
+    kept = [sorted(c for c, v in r["data"].items() if v is not None) for r in doc["reports"]]
+    assert kept == [["billing", "compliance"], ["billing", "compliance"],
+                    ["billing", "compliance", "operational", "product_analytics"]]

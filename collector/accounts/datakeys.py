@@ -39,6 +39,7 @@ destroys the keys, and only the small table of keys is rewritten.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from collections.abc import Iterable
@@ -220,20 +221,26 @@ SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 """
 
 
-async def shred(conn: asyncpg.Connection, lock_timeout_s: float = 5.0) -> list[str]:
+async def shred(conn: asyncpg.Connection, lock_timeout_s: float = 1.0, wait_s: float = 5.0) -> list[str]:
     """Rewrite (``VACUUM FULL``) each table of ``pending_rewrites`` whose
     removing transactions no open snapshot predates, and clear those rows.
-    Outside a transaction only. A table whose lock is not granted within
-    ``lock_timeout_s`` (ingest waits behind the request meanwhile), or that
-    an older snapshot still pins, stays pending for the next call. Returns
-    the tables rewritten."""
+    Outside a transaction only. An older snapshot is waited for up to
+    ``wait_s`` (ingest batches that began before the forgetting end in
+    milliseconds); a table still pinned then, or whose lock is not granted
+    within ``lock_timeout_s`` (ingest needing that table waits behind the
+    rewrite meanwhile), stays pending for the next call. Returns the tables
+    rewritten."""
     done = []
     for row in await conn.fetch("SELECT relname, max(xid) AS xid FROM pending_rewrites GROUP BY relname ORDER BY 1"):
         name, xid = row["relname"], row["xid"]
         if not _SAFE_NAME.match(name) or await conn.fetchval("SELECT to_regclass($1)", name) is None:
             await conn.execute("DELETE FROM pending_rewrites WHERE relname = $1", name)  # gone: nothing to rewrite
             continue
-        if await conn.fetchval(_OLDER_SNAPSHOT_SQL, xid):
+        for _ in range(max(1, int(wait_s / 0.05))):
+            if not await conn.fetchval(_OLDER_SNAPSHOT_SQL, xid):
+                break
+            await asyncio.sleep(0.05)
+        else:
             log.info("rewrite_deferred", table=name, why="an older snapshot is open")
             continue
         try:

@@ -64,6 +64,10 @@ async def stream(conn: asyncpg.Connection, workspace_id: UUID, now: datetime) ->
     """The export of ``workspace_id`` as chunks of UTF-8 JSON (concatenated:
     one document). Raises UnknownWorkspace before the first chunk when no
     such workspace is registered (revoked ones are exported)."""
+    # The keys first, outside the snapshot's transaction: it would hold a lock
+    # on data_keys for the whole export, and a key rewrite (VACUUM FULL)
+    # queued behind it would hold up the ingest writers.
+    keys = await datakeys.load(conn, workspace_id)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await conn.execute("SET LOCAL timezone = 'UTC'; SET LOCAL datestyle = 'ISO'")
         registry = await _row_json(conn, "workspaces", workspace_id)
@@ -85,7 +89,7 @@ async def stream(conn: asyncpg.Connection, workspace_id: UUID, now: datetime) ->
                 yield piece
             yield b"]"
         yield b'},"reports":['
-        async for piece in _reports(conn, workspace_id):
+        async for piece in _reports(conn, workspace_id, keys):
             yield piece
         yield b"]}"
 
@@ -135,8 +139,7 @@ ORDER BY r.created_at, r.report_id
 """
 
 
-async def _reports(conn, workspace_id: UUID) -> AsyncIterator[bytes]:
-    keys = await datakeys.load(conn, workspace_id)
+async def _reports(conn, workspace_id: UUID, keys: datakeys.Keys) -> AsyncIterator[bytes]:
     first = True
     batch: list[bytes] = []
     async for row in conn.cursor(_REPORTS_SQL, workspace_id, prefetch=CHUNK):
