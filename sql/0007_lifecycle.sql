@@ -89,17 +89,21 @@ BEGIN
 END
 $$;
 
--- The monthly partitions wholly before raw_floor, dropped (reports and
--- report_data): their files are truncated at commit and unlinked at the
--- next checkpoint. Returns the months dropped as 'YYYY-MM'. The caller has
--- already moved retained_since('raw') to raw_floor (write_batch stores no
--- record below it) and deletes their report_keys afterwards.
--- Python caller: collector.lifecycle.retention (drop_expired).
-CREATE FUNCTION drop_report_partitions(raw_floor timestamptz) RETURNS text[]
+-- The monthly partitions wholly before raw_floor, detached from reports
+-- and report_data (a catalogue change: the parent's ACCESS EXCLUSIVE lock is
+-- held for milliseconds). The caller then drops the detached tables, each in
+-- a transaction of its own: freeing their files (truncated at commit,
+-- unlinked at the next checkpoint) takes time proportional to their size,
+-- and that must not hold the parent's lock, which ingest waits for.
+-- Returns the months detached as 'YYYY-MM'. The caller has already moved
+-- retained_since('raw') to raw_floor (write_batch stores no record below it)
+-- and deletes their report_keys afterwards.
+-- Python caller: collector.lifecycle.retention.drop_expired.
+CREATE FUNCTION detach_report_partitions(raw_floor timestamptz) RETURNS text[]
 LANGUAGE plpgsql SET timezone = 'UTC' AS $$
 DECLARE
     p record;
-    dropped text[] := '{}';
+    detached text[] := '{}';
 BEGIN
     FOR p IN
         SELECT c.relname, to_date(substr(c.relname, 10, 4) || substr(c.relname, 15, 2), 'YYYYMM') AS month
@@ -108,12 +112,23 @@ BEGIN
         ORDER BY 2
     LOOP
         EXIT WHEN (p.month + interval '1 month')::timestamptz > raw_floor;
-        EXECUTE format('DROP TABLE %I', 'report_data_' || substr(p.relname, 9));
-        EXECUTE format('DROP TABLE %I', p.relname);
-        dropped := dropped || to_char(p.month, 'YYYY-MM');
+        EXECUTE format('ALTER TABLE report_data DETACH PARTITION %I', 'report_data_' || substr(p.relname, 9));
+        EXECUTE format('ALTER TABLE reports DETACH PARTITION %I', p.relname);
+        detached := detached || to_char(p.month, 'YYYY-MM');
     END LOOP;
-    RETURN dropped;
+    RETURN detached;
 END
+$$;
+
+-- Monthly tables left detached (by detach_report_partitions, not dropped
+-- yet): reports_y2026m01, report_data_y2026m01, ...
+-- Python caller: collector.lifecycle.retention.drop_expired.
+CREATE FUNCTION detached_report_partitions() RETURNS SETOF text
+LANGUAGE sql STABLE AS $$
+    SELECT c.relname::text FROM pg_class c
+    WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+          AND c.relname ~ '^(reports|report_data)_y[0-9]{4}m[0-9]{2}$'
+    ORDER BY 1
 $$;
 
 -- The oldest month with a partition (NULL: none).

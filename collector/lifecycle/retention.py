@@ -22,8 +22,10 @@ before F (such a record is folded into the rollups only: its raw data has
 expired already).
 
 Order of a run (each step its own transaction, so ingest never waits behind
-a long one): create the partitions ahead; move F forward; drop the months
-before F (``lock_timeout`` 2 s, retried; ingest waits for at most that);
+a long one): create the partitions ahead; move F forward; detach the
+months before F (``lock_timeout`` 2 s, retried; ingest waits for at most
+that, the detach itself takes milliseconds), then drop them (no lock ingest
+needs);
 delete the ``report_keys`` before F (the count of reports removed) and the
 DEFAULT partitions' rows; delete rollups and quarantine rows past their
 limits; rewrite what ``pending_rewrites`` holds (``datakeys.shred``).
@@ -102,21 +104,36 @@ async def raw_floor(conn: asyncpg.Connection, retention_days: int, now: datetime
 
 
 async def drop_expired(conn: asyncpg.Connection) -> list[str]:
-    """Drop the months wholly before ``retained_since('raw')`` (months dropped,
-    ``YYYY-MM``). A lock not granted in 2 s is retried 5 times, then left to
-    the next call (nothing dated before the floor is read or written meanwhile)."""
+    """Drop the months wholly before ``retained_since('raw')``; returns the
+    months (``YYYY-MM``). First detached (SQL ``detach_report_partitions``:
+    the parents' lock for milliseconds; not granted in 2 s: retried 5 times,
+    then left to the next call; nothing dated before the floor is read or
+    written meanwhile), then each detached table dropped in a transaction of
+    its own, so the time the file system takes to free them (proportional to
+    their size) holds no lock ingest needs. Tables a failed run left detached
+    are dropped too."""
     floor = await conn.fetchval("SELECT since FROM retained_since WHERE kind = 'raw'")
-    if floor is None:
-        return []
-    for attempt in range(5):
-        try:
-            async with conn.transaction():
-                await conn.execute("SET LOCAL lock_timeout = '2s'")
-                return list(await conn.fetchval("SELECT drop_report_partitions($1)", floor))
-        except asyncpg.LockNotAvailableError:
-            await asyncio.sleep(1 + attempt)
-    log.warning("partitions_not_dropped", why="lock not granted; next maintenance check")
-    return []
+    months: list[str] = []
+    if floor is not None:
+        for attempt in range(5):
+            try:
+                async with conn.transaction():
+                    await conn.execute("SET LOCAL lock_timeout = '2s'")
+                    months = list(await conn.fetchval("SELECT detach_report_partitions($1)", floor))
+                break
+            except asyncpg.LockNotAvailableError:
+                if attempt == 4:
+                    log.warning("partitions_not_dropped", why="lock not granted; next maintenance check")
+                else:
+                    await asyncio.sleep(1 + attempt)
+    for (name,) in await conn.fetch("SELECT detached_report_partitions()"):  # ^(reports|report_data)_y....m..$
+        # its foreign key first (a moment's lock on workspaces), so the drop
+        # locks nothing but the table itself while its files are freed
+        for (fk,) in await conn.fetch(
+                "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'", name):
+            await conn.execute(f'ALTER TABLE "{name}" DROP CONSTRAINT "{fk}"')
+        await conn.execute(f'DROP TABLE "{name}"')
+    return months
 
 
 async def _advance(conn, kind: str, since: datetime) -> datetime:
