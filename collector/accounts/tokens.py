@@ -16,7 +16,7 @@ malformed, unknown and revoked tokens are not told apart.
 Workspace tokens are looked up in the database once and then kept in a small
 per-process cache (``PrincipalCache``, keyed by the token's SHA-256) for at
 most ``COLLECTOR_AUTH_CACHE_TTL_S`` seconds (default 60; 0 turns it off).
-Revocation: rotate and revoke NOTIFY ``collector_tokens`` with the
+Revocation: rotate, revoke and erasure NOTIFY ``collector_tokens`` with the
 workspace id when they commit; every serving process LISTENs and drops that
 workspace's cached tokens at once (other ``--workers`` and the ``collector
 workspace revoke`` command included). The TTL is only the bound should a
