@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     future_tolerance_s: int = 3600  # a record dated further in the future is refused
     stale_after_s: int = 48 * 3600
     console_session_ttl_s: int = 8 * 3600  # a console session ends this long after sign-in
+    # Retention (collector.lifecycle.retention): raw report data, rollups, quarantine, in days.
+    retention_days: int = Field(default=400, ge=1)  # a year plus a month to re-run billing
+    rollup_retention_days: int = Field(default=3650, ge=1)  # billing records
+    quarantine_retention_days: int = Field(default=90, ge=1)
+    retention_every_s: int = Field(default=86400, ge=60)  # serve runs retention when the last run is this old
+    maintenance_check_s: int = Field(default=3600, ge=10)  # how often each serve worker checks (one at a time)
     log_level: str = "INFO"
     log_json: bool = True
 

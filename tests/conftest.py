@@ -76,7 +76,10 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
-    return Settings(data_dir=data_dir, admin_token=ADMIN_TOKEN, log_json=True, **overrides)
+    """The test service's settings. Retention keeps everything (the suite's
+    records are dated from 2024 on) unless a test sets its own limits."""
+    limits = {"retention_days": 36500, "rollup_retention_days": 36500}
+    return Settings(data_dir=data_dir, admin_token=ADMIN_TOKEN, log_json=True, **{**limits, **overrides})
 
 
 class Service:

@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timedelta, timezone
 import gzip
 import zlib
+from uuid import UUID
 
 import brotli
 import jwt
@@ -15,6 +16,7 @@ import pytest
 from backports import zstd
 from jwt import PyJWKSet
 
+from collector.accounts import datakeys
 from tests.conftest import admin_headers, make_settings, start_service, stop_service
 
 
@@ -72,7 +74,10 @@ async def test_real_record_is_accepted_stored_and_receipted(service, db, fixture
     assert row["receipt"] == answer["statsToken"]
     data = await db.fetchrow("SELECT * FROM report_data WHERE report_id = $1::uuid", answer["recordId"])
     assert data["billing"] is not None and data["compliance"] is not None
-    billing = orjson.loads(data["billing"])
+    # stored sealed with the workspace's billing key (collector.accounts.datakeys)
+    keys = await datakeys.load(db, UUID(ws["workspace_id"]))
+    assert b"activeUsers" not in data["billing"]
+    billing = datakeys.unseal(keys["billing"], row["report_id"], "billing", data["billing"])
     assert billing["activeUsers"] == report["activeUsers"]
 
 

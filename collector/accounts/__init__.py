@@ -8,11 +8,14 @@ Public surface (services as modules, each with its own docstring):
 - ``optout``: opt-out policy by plan, the switch, forgetting, the audit trail;
 - ``sessions``: console sessions (made at sign-in, valid while their operator
   token is, expiring);
+- ``datakeys``: report data sealed per workspace and category (``seal``,
+  ``unseal``, the writers' ``Keyring``), keys destroyed to forget
+  (``destroy``) and rewritten out of the data files (``shred``, ``settle``);
 - errors: ``UnknownWorkspace``, ``UnknownPlan``, ``Unauthorized``, ``Forbidden``,
   ``Invalid`` (an edit that does not fit; ``YEARS``: the years a term or period may fall in).
 """
 
-from collector.accounts import optout, plans, sessions, tokens, workspaces
+from collector.accounts import datakeys, optout, plans, sessions, tokens, workspaces
 from collector.accounts.errors import UnknownPlan, UnknownWorkspace
 from collector.accounts.plans import YEARS, Invalid
 from collector.accounts.tokens import (
@@ -25,7 +28,7 @@ from collector.accounts.tokens import (
 )
 
 __all__ = [
-    "optout", "plans", "sessions", "tokens", "workspaces",
+    "datakeys", "optout", "plans", "sessions", "tokens", "workspaces",
     "UnknownPlan", "UnknownWorkspace", "Forbidden", "Unauthorized", "Invalid", "YEARS",
     "ROLES", "Principal", "PrincipalCache", "RevocationListener",
 ]

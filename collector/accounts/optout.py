@@ -18,9 +18,13 @@ switch the collection off while others may not"):
   report racing an opt-out is either forgotten with the rest or stored
   without them).
 - Switching on forgets, in the same transaction, what was already stored for
-  those categories (their ``report_data`` columns are set to NULL) and writes
+  those categories (their ``report_data`` columns are set to NULL, and the
+  workspace's keys of those categories are destroyed: ``datakeys``, so the
+  sealed bytes still in the data files cannot be read; the table of keys is
+  rewritten right after the commit, ``datakeys.settle``) and writes
   an audit record: when, by whom, which categories, how many reports had data
-  forgotten (``reports_affected``); never a value.
+  forgotten (``reports_affected``); never a value. Every change of what a
+  workspace drops NOTIFYs it, so the ingest writers' cached keys follow.
 - A plan or policy change re-evaluates (``reevaluate``): when the workspace's
   plan no longer allows any opt-out, the opt-out ends (audited); otherwise the
   workspace's choice stays and newly allowed categories are forgotten too.
@@ -32,7 +36,9 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
+import orjson
 
+from collector.accounts import datakeys
 from collector.accounts.errors import UnknownWorkspace
 from collector.gate import OPTIONAL_CATEGORIES
 
@@ -123,11 +129,14 @@ async def _lock(conn, workspace_ids: list[UUID] | None, mode: str) -> None:
 
 async def _forget(conn, workspace_id: UUID, categories: list[str]) -> int:
     """Forget the workspace's stored data of ``categories`` (optional ones only):
-    set those ``report_data`` columns to NULL. Returns how many reports had
-    data of them (0 when there was none left to forget)."""
+    set those ``report_data`` columns to NULL and destroy the workspace's keys
+    of them (``datakeys.destroy``: what is left of the sealed bytes on disk is
+    unreadable). Returns how many reports had data of them (0 when there was
+    none left to forget)."""
     cols = [c for c in OPTIONAL_CATEGORIES if c in categories]  # column names from the catalogue only
     if not cols:
         return 0
+    await datakeys.destroy(conn, workspace_id, cols)
     result = await conn.execute(
         f"UPDATE report_data SET {', '.join(f'{c} = NULL' for c in cols)}"
         f" WHERE workspace_id = $1 AND ({' OR '.join(f'{c} IS NOT NULL' for c in cols)})",
@@ -174,13 +183,16 @@ async def set_opt_out(conn: asyncpg.Connection, workspace_id: UUID, opt_out: boo
                 "UPDATE workspaces SET opt_out = $2, opt_out_changed_at = now() WHERE workspace_id = $1",
                 workspace_id, opt_out,
             )
+            await datakeys.notify(conn, workspace_id)  # the writers' keys follow what is dropped
             allowed = sorted(row["allowed"])
             if opt_out:
                 reports_affected = await _forget(conn, workspace_id, allowed)
                 await _audit(conn, actor, workspace_id, "opt_out_set", allowed, reports_affected)
             else:
                 await _audit(conn, actor, workspace_id, "opt_out_cleared", allowed)
-        return {**await status(conn, workspace_id), "reports_affected": reports_affected}
+        answer = {**await status(conn, workspace_id), "reports_affected": reports_affected}
+    await datakeys.settle(conn)
+    return answer
 
 
 async def reevaluate(conn: asyncpg.Connection, workspace_ids: list[UUID] | None, actor: str, reason: str) -> None:
@@ -200,6 +212,7 @@ async def reevaluate(conn: asyncpg.Connection, workspace_ids: list[UUID] | None,
     )
     for r in rows:
         ws, allowed = r["workspace_id"], sorted(r["allowed"])
+        await datakeys.notify(conn, ws)  # what it drops may change: the writers' keys follow
         if not allowed:
             await conn.execute(
                 "UPDATE workspaces SET opt_out = false, opt_out_changed_at = now() WHERE workspace_id = $1", ws
@@ -226,13 +239,16 @@ async def set_contract_policy(conn: asyncpg.Connection, workspace_id: UUID, cate
         await _audit(conn, actor, workspace_id, "policy_changed", cats or [], 0,
                      "contract policy reset to the plan's" if cats is None else "contract policy set")
         await reevaluate(conn, [workspace_id], actor, "contract opt-out policy changed")
-        return await status(conn, workspace_id)
+        answer = await status(conn, workspace_id)
+    await datakeys.settle(conn)
+    return answer
 
 
 async def audit_listing(conn, *, workspace_id: UUID | None = None, limit: int = 100) -> list[dict]:
     """Audit records, newest first: ``{"audit_id", "at", "actor", "workspace_id",
-    "action", "categories", "reports_affected", "reason"}`` (no values;
-    ``reports_affected``: how many reports had data forgotten by the action)."""
+    "action", "categories", "reports_affected", "reason"[, "counts"]}`` (no values;
+    ``reports_affected``: how many reports had data forgotten by the action;
+    ``counts``, of a ``workspace_erased`` line: rows removed per table)."""
     rows = await conn.fetch(
         "SELECT * FROM audit_log WHERE ($1::uuid IS NULL OR workspace_id = $1)"
         " ORDER BY at DESC, audit_id DESC LIMIT $2",
@@ -248,6 +264,7 @@ async def audit_listing(conn, *, workspace_id: UUID | None = None, limit: int = 
             "categories": list(r["categories"]),
             "reports_affected": r["reports_affected"],
             "reason": r["reason"],
+            **({"counts": orjson.loads(r["counts"])} if r.get("counts") is not None else {}),
         }
         for r in rows
     ]

@@ -38,7 +38,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from collector.accounts import optout
+from collector.accounts import datakeys, optout
 from collector.accounts.errors import UnknownPlan, UnknownWorkspace
 from collector.ops import ROLLUP_LOCK_NAMESPACE as LOCK_NAMESPACE
 
@@ -170,6 +170,7 @@ async def update_plan(
                 actor,
                 f"opt-out policy of plan '{plan}' changed",
             )
+    await datakeys.settle(conn)  # keys destroyed by a forgetting leave the data files now
     return await get_plan(conn, plan)
 
 
@@ -265,6 +266,7 @@ async def set_contract(
         await conn.execute("SELECT refresh_term_usage($1::uuid[])", [workspace_id])
         await conn.execute("SELECT refresh_compliance($1::uuid[], now())", [workspace_id])
         await optout.reevaluate(conn, [workspace_id], actor, f"contract set on plan '{plan}'")
+    await datakeys.settle(conn)  # keys destroyed by a forgetting leave the data files now
     return await get_contract(conn, workspace_id)
 
 

@@ -16,7 +16,7 @@ malformed, unknown and revoked tokens are not told apart.
 Workspace tokens are looked up in the database once and then kept in a small
 per-process cache (``PrincipalCache``, keyed by the token's SHA-256) for at
 most ``COLLECTOR_AUTH_CACHE_TTL_S`` seconds (default 60; 0 turns it off).
-Revocation: rotate and revoke NOTIFY ``collector_tokens`` with the
+Revocation: rotate, revoke and erasure NOTIFY ``collector_tokens`` with the
 workspace id when they commit; every serving process LISTENs and drops that
 workspace's cached tokens at once (other ``--workers`` and the ``collector
 workspace revoke`` command included). The TTL is only the bound should a
@@ -243,9 +243,12 @@ async def revoke_operator_token(conn, ref: str) -> dict:
 
 
 class RevocationListener:
-    """A dedicated connection LISTENing on ``collector_tokens``: every rotate or
-    revoke (any process, the CLI included) NOTIFYs the workspace id on commit,
-    and this process drops that workspace's cached tokens.
+    """A dedicated connection LISTENing on ``collector_tokens``: every rotate,
+    revoke, erasure, data-key destruction or opt-out change (any process, the
+    CLI included) NOTIFYs the workspace id on commit, and this process drops
+    that workspace's cached tokens, and what the caches of ``also`` hold of
+    it (objects with ``forget_workspace``, ``suspend`` and ``resume``, e.g.
+    the ingest writer's ``datakeys.Keyring``).
 
     Should the connection be lost (a database restart, a terminated backend),
     the process stops caching at once and reconnects in the background with
@@ -254,8 +257,9 @@ class RevocationListener:
     only once it LISTENs again. Metrics: ``collector_token_cache_on`` (0 while
     suspended), ``collector_revocation_listener_reconnects_total``."""
 
-    def __init__(self, principals: PrincipalCache, backoff_max_s: float = 5.0):
+    def __init__(self, principals: PrincipalCache, backoff_max_s: float = 5.0, also: tuple = ()):
         self._principals = principals
+        self._also = also
         self._backoff_max_s = backoff_max_s
         self._url = ""
         self._conn: asyncpg.Connection | None = None
@@ -269,7 +273,7 @@ class RevocationListener:
     async def start(self, database_url: str) -> None:
         """Listen (when the cache is configured). A first connection that fails
         does not fail the start: the cache stays suspended until a reconnect succeeds."""
-        if not self._principals.configured:
+        if not self._principals.configured and not self._also:
             return
         self._url = database_url
         try:
@@ -299,9 +303,14 @@ class RevocationListener:
         conn.add_termination_listener(self._on_lost)
         self._conn = conn
         self._principals.resume()  # after LISTEN: every later revocation is heard
+        for cache in self._also:
+            cache.resume()
 
     def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
-        self._principals.forget_workspace(UUID(payload))
+        workspace_id = UUID(payload)
+        self._principals.forget_workspace(workspace_id)
+        for cache in self._also:
+            cache.forget_workspace(workspace_id)
 
     def _on_lost(self, _conn) -> None:
         if not self._closing:
@@ -311,6 +320,8 @@ class RevocationListener:
         # Revocations can no longer be heard: stop caching rather than serve a
         # revoked token for up to the TTL, and listen again as soon as we can.
         self._principals.suspend()
+        for cache in self._also:
+            cache.suspend()
         self._conn = None
         log.warning("revocation_listener_lost", token_cache="suspended", error=why)
         if self._reconnecting is None or self._reconnecting.done():

@@ -15,6 +15,9 @@
   collector compliance [--status S ...] [--label L] [--workspace ID]   as GET /api/v1/compliance
   collector billing [--period YYYY-MM | --from D --to D] [--csv]   as GET /api/v1/billing/consumption
   collector demo [--workspaces N] [--days D]   demo workspaces with records of the last weeks
+  collector retention run                      apply retention now; prints what it removed
+  collector workspace export ID                everything held about a workspace (one JSON document)
+  collector workspace erase ID                 erase a workspace (one audit line remains)
 
 CLI access is admin access: the commands talk to the database directly, with
 no operator token and no role check; whoever can run them can do everything.
@@ -24,7 +27,7 @@ Database: ``DATABASE_URL`` when set, otherwise the embedded PostgreSQL under
 Every command prints JSON on stdout (``billing --csv``: CSV); errors go to stderr with exit code 1.
 """
 
-from collector.cli import demo, operators, plans, receipts, records, serve, usage, workspaces  # noqa: F401  (register the commands)
+from collector.cli import demo, lifecycle, operators, plans, receipts, records, serve, usage, workspaces  # noqa: F401  (register the commands)
 from collector.cli.common import main
 
 __all__ = ["main"]

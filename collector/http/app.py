@@ -9,6 +9,7 @@ Routes:
   /api/v1/plans..., /api/v1/workspaces/{id}/contract (operator)   collector.http.plans
   /api/v1/compliance... (operator 'compliance')                   collector.http.compliance
   /api/v1/billing/consumption (operator 'billing')                collector.http.billing
+  GET .../workspaces/self/export, .../{id}/export, DELETE .../{id} collector.http.lifecycle
   GET /.well-known/jwks.json         public key of the receipts
   GET /healthz                       the process is up
   GET /readyz                        the database answers (503 otherwise)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 
 from aiohttp import web
 from tenacity import (
@@ -31,6 +33,7 @@ from tenacity import (
 
 from collector.accounts import (
     Forbidden,
+    datakeys,
     PrincipalCache,
     RevocationListener,
     Unauthorized,
@@ -40,6 +43,7 @@ from collector import console
 from collector.config import Settings
 from collector.gate import CATALOGUE_VERSION
 from collector.http import admin, billing, compliance, ingest, optout, plans, published
+from collector.http import lifecycle as data_lifecycle
 from collector.http.common import (
     STATE,
     BadRequest,
@@ -48,6 +52,7 @@ from collector.http.common import (
     json_response,
 )
 from collector.ingest import Ingest, ReceiptSigner, ReportWriter, load_secret
+from collector.lifecycle import Maintenance, retention
 from collector.ops import database as db
 from collector.ops import log, metrics, serving
 
@@ -140,7 +145,8 @@ async def jwks(request: web.Request) -> web.Response:
 
 def make_app(settings: Settings, database_url: str) -> web.Application:
     """Build the application. On startup it connects to ``database_url`` (retrying
-    for up to 30 s), applies migrations and starts the group-commit writer."""
+    for up to 30 s), applies migrations, makes the report partitions ahead,
+    and starts the group-commit writer and the maintenance task (retention)."""
     app = web.Application(middlewares=[errors_and_timing],
                           client_max_size=max(settings.max_body_bytes, settings.api_max_body_bytes))
     console_app, console_deps = console.make_app(settings)
@@ -157,21 +163,26 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
         try:
             async with pool.acquire() as conn:
                 await db.migrate(conn)
+                await retention.ensure_partitions(conn, settings.retention_days, datetime.now(timezone.utc))
                 secret = await load_secret(conn, "record_key")
             signer = ReceiptSigner.from_file(settings.resolved_signing_key_file, settings.receipt_issuer)
+            keyring = datakeys.Keyring()
             writer = ReportWriter(
                 pool, signer, CATALOGUE_VERSION, queue_max=settings.queue_max, batch_max=settings.batch_max,
-                writers=settings.writers,
+                writers=settings.writers, keyring=keyring,
             )
             writer.start()
             principals = PrincipalCache(settings.auth_cache_ttl_s)
-            listener = RevocationListener(principals)
+            listener = RevocationListener(principals, also=(keyring,))
             await listener.start(database_url)
             await console_deps.start(pool)
+            maintenance = Maintenance(settings, database_url)
+            maintenance.start()
             app[STATE] = State(settings, pool, signer, writer, principals, Ingest(
                 settings=settings, pool=pool, writer=writer, principals=principals, record_secret=secret,
-                catalogue_version=CATALOGUE_VERSION))
+                catalogue_version=CATALOGUE_VERSION), keyring)
             yield
+            await maintenance.stop()
             await writer.stop(settings.shutdown_grace_s)
             await listener.close()
         finally:
@@ -184,6 +195,7 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
+    app.router.add_routes(data_lifecycle.routes)  # before admin and optout: .../self/export before .../{id}/export
     app.router.add_routes(optout.routes)  # before admin: /workspaces/self must win over /workspaces/{id}
     app.router.add_routes(admin.routes)
     app.router.add_routes(published.routes)

@@ -4,6 +4,8 @@
       no period: the current UTC month. JSON by default; CSV with
       ``Accept: text/csv`` or ``?format=csv`` (``Content-Disposition:
       attachment; filename="consumption-YYYY-MM.csv"``).
+      The CSV's headers ``X-Raw-Data-Expired`` / ``X-Rollups-Expired: true|false``
+      say what the JSON's ``raw_data_expired`` / ``rollups_expired`` say.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ async def consumption(request: web.Request) -> web.Response:
     kw = {"now": now, "stale_after_s": st.settings.stale_after_s}
     if fmt == "csv" or "text/csv" in request.headers.get("Accept", ""):
         body = await billing.consumption_csv(st.pool, start, end, **kw)
+        raw, rollups = await billing.expired(st.pool, start)
         name = f"consumption-{billing.period_name(start, end)}.csv"
         return web.Response(body=body, content_type="text/csv", charset="utf-8",
-                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                            headers={
+                                "Content-Disposition": f'attachment; filename="{name}"',
+                                "X-Raw-Data-Expired": str(raw).lower(), "X-Rollups-Expired": str(rollups).lower()})
     return json_body(await billing.consumption_json(st.pool, start, end, **kw))

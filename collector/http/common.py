@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from collector.accounts import Principal, PrincipalCache, Unauthorized, tokens
+from collector.accounts import Principal, PrincipalCache, Unauthorized, datakeys, tokens
 from collector.config import Settings
 from collector.ingest import Ingest, ReceiptSigner, ReportWriter, decoding, outcomes
 
@@ -23,6 +23,7 @@ class State:
     writer: ReportWriter
     principals: PrincipalCache
     ingest: Ingest
+    keyring: datakeys.Keyring | None = None  # the writer's data keys (evicted with the tokens)
 
 
 STATE = web.AppKey("state", State)

@@ -59,11 +59,14 @@ async def _self(request: web.Request) -> Principal:
 
 async def _switch(request: web.Request, workspace_id: UUID, who: Principal) -> web.Response:
     body = await parse_body(request, OptOutBody)
-    async with state(request).pool.acquire() as conn:
+    st = state(request)
+    async with st.pool.acquire() as conn:
         try:
             result = await optout.set_opt_out(conn, workspace_id, body.opt_out, who.actor)
         except optout.OptOutNotAllowed as exc:
             return error_response(403, "opt_out_not_allowed", str(exc))
+    if st.keyring is not None:  # this process's writers follow at once (the others on the NOTIFY)
+        st.keyring.forget_workspace(workspace_id)
     return json_response(result)
 
 

@@ -30,7 +30,8 @@ async def record(
     """Record a refused report: who, when, why and where, the body's SHA-256 and size.
 
     ``violations`` keeps only ``path`` and ``reason`` of each. Never raises for
-    an unreachable database (the refusal is still answered; a warning is logged).
+    an unreachable database (the refusal is still answered; a warning is logged),
+    nor for a workspace erased meanwhile (nothing of it is kept then).
     """
     try:
         await pool.execute(
@@ -45,6 +46,8 @@ async def record(
         )
     except UNAVAILABLE_ERRORS as exc:
         log.warning("quarantine_not_written", reason=reason, error=type(exc).__name__)
+    except asyncpg.ForeignKeyViolationError:
+        log.info("quarantine_not_written", reason=reason, why="workspace erased")
 
 
 async def listing(

@@ -5,15 +5,23 @@ writer tasks (``writers``) take what is queued (up to ``batch_max`` at once)
 and write it in ONE transaction, which is ONE statement and one round trip
 (SQL function ``write_batch``, ``sql/0004_write_batch.sql``): the opt-out
 decisions, the ``reports`` rows, their ``report_data`` rows (one per report,
-one json column per data category; NULL: not kept), and the rollups
+one column per data category, sealed with the workspace's key of the
+category, ``collector.accounts.datakeys``; NULL: not kept), and the rollups
 (``apply_rollups``, see ``collector.usage.rollups``; same transaction, so a
 rollup never counts a report that is not stored). Only after COMMIT does
 each waiting request get its outcome and receipt: nothing is acknowledged
 before it is durable.
 
-Idempotency: a record is identified by (workspace, HMAC-SHA256(secret, _id)).
-The same record sent again is not stored again; it ends ``duplicate`` and gets
-the receipt of the first. The record's ``_id`` itself is never stored.
+Idempotency: a record is identified by (workspace, HMAC-SHA256(secret, _id))
+(``report_keys``, sql/0007). The same record sent again is not stored again;
+it ends ``duplicate`` and gets the receipt of the first. The record's ``_id``
+itself is never stored.
+
+Sealing: before the call, the batch's categories are sealed with the keys of
+the writer's ``Keyring`` (cached per process; the workspaces it does not
+hold cost one more round trip, ``data_keys_for``). A workspace erased while
+its report waited gets no key and no row: that report is refused
+``unauthorized`` (its token is gone).
 
 Backpressure: the queue is bounded (``queue_max``); a full queue sheds the
 report with ``overloaded`` (503 + Retry-After). A database fault sheds the
@@ -35,9 +43,8 @@ from datetime import datetime, timezone
 from uuid import UUID
 
 import asyncpg
-import orjson
 
-from collector.accounts import optout
+from collector.accounts import datakeys, optout
 from collector.gate import CATEGORIES
 from collector.ingest.outcomes import ACCEPTED, DUPLICATE, Outcome, Reason, Refusal
 from collector.ingest.receipts import ReceiptSigner
@@ -58,11 +65,6 @@ async def load_secret(conn: asyncpg.Connection, name: str) -> bytes:
 def record_key(secret: bytes, record_id: str) -> bytes:
     """HMAC-SHA256 of the record's ``_id``: stable per record, reveals nothing of it."""
     return hmac.new(secret, record_id.encode(), hashlib.sha256).digest()
-
-
-def _json_or_none(data: dict | None) -> str | None:
-    """A category's fields as compact JSON text (a ``report_data`` column), None when not kept."""
-    return None if data is None else orjson.dumps(data).decode()
 
 
 @dataclass
@@ -100,8 +102,12 @@ class ReportWriter:
         queue_max: int = 2000,
         batch_max: int = 256,
         writers: int = 1,
+        keyring: datakeys.Keyring | None = None,
     ):
         self._pool = pool
+        # Without a keyring from the caller (whose revocation listener keeps
+        # it current) nothing is cached: every batch reads its keys.
+        self._keyring = keyring if keyring is not None else datakeys.Keyring(maxsize=0)
         self._signer = signer
         self._catalogue_version = catalogue_version
         self._queue: asyncio.Queue[PendingReport] = asyncio.Queue(maxsize=queue_max)
@@ -171,7 +177,11 @@ class ReportWriter:
             else:
                 metrics.BATCH_SIZE.observe(len(batch))
                 for r, res in zip(batch, results):
-                    if not r.future.done():
+                    if r.future.done():
+                        continue
+                    if isinstance(res, Refusal):
+                        r.future.set_exception(res)
+                    else:
                         r.future.set_result(res)
             finally:
                 for _ in batch:
@@ -186,8 +196,9 @@ class ReportWriter:
         own transaction: ``fetch`` returns only once PostgreSQL has committed it,
         so nothing is acknowledged before it is durable.
 
-        Returns one Receipt per report of ``batch``, in order. Raises asyncpg
-        errors (nothing of the batch was committed).
+        Returns one Receipt per report of ``batch``, in order (a Refusal for a
+        report of a workspace erased meanwhile). Raises asyncpg errors
+        (nothing of the batch was committed).
         """
         now = datetime.now(timezone.utc)
         # The first of several identical records in one batch is the one stored;
@@ -199,6 +210,12 @@ class ReportWriter:
         ids = [uuid.uuid4() for _ in fresh]
         receipts = [self._signer.sign(r.workspace_id, rid, now) for r, rid in zip(fresh, ids)]
         async with self._pool.acquire() as conn:
+            keys = await self._keyring.keys_for(conn, (r.workspace_id for r in fresh))
+            sealed = [
+                [datakeys.seal(keys[r.workspace_id].get(cat), rid, cat, r.categories.get(cat))
+                 for r, rid in zip(fresh, ids)]
+                for cat in CATEGORIES
+            ]
             rows = await conn.fetch(
                 _WRITE_BATCH_SQL,
                 now,
@@ -210,33 +227,37 @@ class ReportWriter:
                 [r.created_at for r in fresh],
                 [r.rc_version for r in fresh],
                 receipts,
-                *([_json_or_none(r.categories.get(cat)) for r in fresh] for cat in CATEGORIES),
+                *sealed,
                 *aggregation.rollup_arrays([r.categories for r in fresh]),
             )
         if len(rows) != len(fresh):  # every record is stored, by this batch or before it
             raise RuntimeError(f"write_batch answered {len(rows)} rows for {len(fresh)} records")
-        answers: dict[tuple[UUID, bytes], Receipt] = {}
+        answers: dict[tuple[UUID, bytes], Receipt | Refusal] = {}
         for r, row in zip(fresh, rows):
+            if row["report_id"] is None:  # erased while it waited: nothing stored
+                answers[(r.workspace_id, r.record_key)] = Refusal(
+                    Reason.UNAUTHORIZED, "a valid workspace token is required")
+                continue
             opt_out = optout.decision(row["dropped"], row["plan"], row["policy_source"])
             outcome = ACCEPTED if row["accepted"] else DUPLICATE
             answers[(r.workspace_id, r.record_key)] = Receipt(outcome, row["report_id"], row["receipt"], opt_out)
         results = []
         for i, r in enumerate(batch):
             answer = answers[(r.workspace_id, r.record_key)]
-            if first[(r.workspace_id, r.record_key)] != i:  # a repeat within the batch
+            if isinstance(answer, Receipt) and first[(r.workspace_id, r.record_key)] != i:  # a repeat within the batch
                 answer = replace(answer, outcome=DUPLICATE)
             results.append(answer)
         return results
 
 
-#: The writer's one statement (``sql/0004_write_batch.sql``): $1 received_at,
+#: The writer's one statement (``sql/0004_write_batch.sql``, as changed by ``sql/0007_lifecycle.sql``): $1 received_at,
 #: $2 catalogue version, $3 rollup lock namespace, $4..$9 the reports
 #: (id, workspace, record key, createdAt, rc version, receipt), $10..$13 the
-#: categories as JSON text (``CATEGORIES`` order; NULL: not kept), $14..$19
+#: categories sealed (``CATEGORIES`` order, ``datakeys.seal``; NULL: not kept), $14..$19
 #: the rollup values (``aggregation.ROLLUP_COLUMNS``).
 _WRITE_BATCH_SQL = (
     "SELECT report_id, receipt, accepted, dropped, plan, policy_source FROM write_batch("
     "$1::timestamptz, $2::text, $3::integer, $4::uuid[], $5::uuid[], $6::bytea[], $7::timestamptz[],"
-    " $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"
+    " $8::text[], $9::text[], $10::bytea[], $11::bytea[], $12::bytea[], $13::bytea[],"
     " $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[])"
 )

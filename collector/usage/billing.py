@@ -27,6 +27,13 @@ Per workspace, for the period (UTC dates, both ends inclusive):
   ``seats_limit`` (the effective seats limit: the purchased seats, else the
   plan's); its ``overage`` is null when unlimited or no seats were reported.
 
+Expired data (retention, ``collector.lifecycle.retention``): billing reads
+only rollups, so it works the same after raw reports expire. The answer says
+when retention has removed data of the period (``retained_since``: data
+dated before it is gone): ``raw_data_expired`` (raw reports of the period
+are gone; the figures still come from the rollups) and ``rollups_expired``
+(rollups of the period are gone: missing figures are expired, not zero).
+
 A period that is one calendar month reads ``monthly_usage``; any other range
 reads ``daily_snapshots``. PostgreSQL renders the answers (``collector.ops.sqljson``
 for the JSON, ``COPY ... CSV`` for the CSV): 100,000 workspaces are never
@@ -228,12 +235,27 @@ def _report(start: date, end: date, select: str, *, now: datetime, stale_after_s
     return sql, (start, end, reference, period_end, period_start, days, stale_after_s)
 
 
+_EXPIRED = (
+    "SELECT coalesce(bool_or(kind = 'raw' AND since > $1), false) AS raw,"
+    " coalesce(bool_or(kind = 'rollups' AND since > $1), false) AS rollups"
+    " FROM retained_since WHERE kind IN ('raw', 'rollups')"
+)
+
+
+async def expired(conn: asyncpg.Connection | asyncpg.Pool, start: date) -> tuple[bool, bool]:
+    """(raw reports, rollups) of a period starting on ``start``: True when
+    retention has removed some of them (``retained_since`` after the period's
+    first instant)."""
+    row = await conn.fetchrow(_EXPIRED, datetime.combine(start, datetime.min.time(), timezone.utc))
+    return row["raw"], row["rollups"]
+
+
 async def consumption_json(
     conn: asyncpg.Connection | asyncpg.Pool, start: date, end: date, *, now: datetime, stale_after_s: int
 ) -> bytes:
     """The billing report as the UTF-8 JSON body of the HTTP answer (rendered
     by PostgreSQL, never parsed here): ``{"from", "to", "days_in_period",
-    "workspaces": [{workspace_id, label, contract: {plan, billing_model, term_start,
+    "raw_data_expired", "rollups_expired" (``expired``), "workspaces": [{workspace_id, label, contract: {plan, billing_model, term_start,
     term_end, purchased_seats, mac_packs, seats_limit, guests_limit,
     mac_limit}, seats, guests, monthly_active_contacts, peak_connections,
     days_reported, days_in_period, stale, overage: {seats, guests,
@@ -249,7 +271,9 @@ async def consumption_json(
     sql, args = _report(start, end, _JSON_SELECT, now=now, stale_after_s=stale_after_s)
     async with sqljson.reading(conn) as c:
         rows = await c.fetch(sql, *args)
-    head = orjson.dumps({"from": start.isoformat(), "to": end.isoformat(), "days_in_period": args[5]})
+        raw_expired, rollups_expired = await expired(c, start)
+    head = orjson.dumps({"from": start.isoformat(), "to": end.isoformat(), "days_in_period": args[5],
+                         "raw_data_expired": raw_expired, "rollups_expired": rollups_expired})
     return sqljson.json_array([r[0] for r in rows], head[:-1] + b',"workspaces":', b"}")
 
 
