@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     receipt_issuer: str = "workspace-statistics-collector"
     max_body_bytes: int = 1024 * 1024  # a report, after decompression; a real record is ~12-16 KiB
     api_max_body_bytes: int = 64 * 1024  # an operator/workspace API JSON body, after decompression
+    #: Bytes of report bodies a worker reads and parses at once (each request reserves its
+    #: Content-Length, or max_body_bytes when compressed or chunked); beyond: 503 overloaded
+    #: before the body is read (issue 11: memory bounded by the bytes in flight, not by the queue).
+    in_flight_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: Deadline for reading a report's body, seconds (Rocket.Chat's sender gives up after 20 s);
+    #: beyond: 408 read_timeout and the connection closed.
+    body_read_timeout_s: float = Field(default=20.0, gt=0)
     db_pool_min: int = 2
     db_pool_max: int = 8
     queue_max: int = 2000  # reports waiting for a database write; beyond: 503 shed(overloaded)

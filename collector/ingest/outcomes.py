@@ -38,6 +38,7 @@ class Reason(str, Enum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415: not application/json
     UNSUPPORTED_ENCODING = "unsupported_encoding"  # 415: Content-Encoding not gzip/deflate
     MALFORMED_BODY = "malformed_body"  # 400: not JSON, bad gzip, not UTF-8
+    READ_TIMEOUT = "read_timeout"  # 408: the body did not arrive within body_read_timeout_s
     SCHEMA_VIOLATION = "schema_violation"  # 422: a value does not fit its field
     FUTURE_RECORD = "future_record"  # 422: createdAt more than 1 h ahead
     # shed
@@ -60,6 +61,7 @@ _STATUS = {
     Reason.UNSUPPORTED_MEDIA_TYPE: 415,
     Reason.UNSUPPORTED_ENCODING: 415,
     Reason.MALFORMED_BODY: 400,
+    Reason.READ_TIMEOUT: 408,
     Reason.SCHEMA_VIOLATION: 422,
     Reason.FUTURE_RECORD: 422,
     Reason.OVERLOADED: 503,

@@ -17,6 +17,7 @@ status (``Reason.status``), ``Retry-After`` on sheds.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -50,6 +51,7 @@ class Ingest:
                  principals: PrincipalCache, record_secret: bytes, catalogue_version: str):
         self.settings, self.pool, self.writer = settings, pool, writer
         self.principals, self.record_secret, self.catalogue_version = principals, record_secret, catalogue_version
+        self._in_flight = 0  # bytes reserved by bodies being read and parsed (``reserve``)
         self._shed_counts: dict[str, int] = {}
         self._shed_logged: dict[str, float] = {}
 
@@ -59,9 +61,13 @@ class Ingest:
         try:
             self.admit()  # first: under overload a refusal costs no token lookup and no body read
             workspace_id = await self.authenticate(request)
-            body = await decoding.read_body(request, self.settings.max_body_bytes)
-            doc = decoding.parse_json(body)
-            checked = self.gate(doc, body)
+            reserved = self.reserve(request)
+            try:
+                body = await self.read(request)
+                doc = decoding.parse_json(body)
+                checked = self.gate(doc, body)
+            finally:
+                self._in_flight -= reserved
             # While it waits for its batch, a request holds only the kept
             # categories, not the body nor the parsed document: memory stays
             # bounded by the queue.
@@ -72,6 +78,31 @@ class Ingest:
         return self.receipt(workspace_id, checked, result)
 
     # -- the stages ------------------------------------------------------
+
+    def reserve(self, request: web.Request) -> int:
+        """Reserve the bytes this request's body may take while it is read and
+        parsed (its Content-Length, or ``max_body_bytes`` when compressed or of
+        unknown length); shed ``overloaded`` when the worker's reservations would
+        exceed ``in_flight_max_bytes``. Returns the bytes reserved (released by
+        ``handle`` once the body is parsed and checked)."""
+        cap = self.settings.max_body_bytes
+        length = request.content_length
+        compressed = request.headers.get("Content-Encoding", "").strip().lower() not in ("", "identity")
+        need = cap if compressed or length is None else min(length, cap)
+        if self._in_flight + need > self.settings.in_flight_max_bytes:
+            raise Refusal(Reason.OVERLOADED, "the collector is reading as many bodies as it may; retry later")
+        self._in_flight += need
+        return need
+
+    async def read(self, request: web.Request) -> bytes:
+        """Body limits and decoding (``decoding.read_body``) within ``body_read_timeout_s``:
+        a body sent slower than that is refused ``read_timeout`` (408)."""
+        try:
+            async with asyncio.timeout(self.settings.body_read_timeout_s):
+                return await decoding.read_body(request, self.settings.max_body_bytes)
+        except TimeoutError:
+            raise Refusal(Reason.READ_TIMEOUT,
+                          f"the body did not arrive within {self.settings.body_read_timeout_s:g} s") from None
 
     async def authenticate(self, request: web.Request) -> UUID:
         """The workspace of the request's bearer token. Refuses ``unauthorized``;
