@@ -15,6 +15,8 @@
   collector compliance [--status S ...] [--label L] [--workspace ID]   as GET /api/v1/compliance
   collector billing [--period YYYY-MM | --from D --to D] [--csv]   as GET /api/v1/billing/consumption
   collector demo [--workspaces N] [--days D]   demo workspaces with records of the last weeks
+  collector quarantine list [...]              refused reports, as GET /api/v1/quarantine
+  collector catalogue drift                    fields outside the catalogue, as GET /api/v1/catalogue/drift
 
 CLI access is admin access: the commands talk to the database directly, with
 no operator token and no role check; whoever can run them can do everything.
