@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
     # listener connection lost without asyncpg noticing. 0: no cache.
     auth_cache_ttl_s: float = 60.0
     future_tolerance_s: int = 3600  # a record dated further in the future is refused
+    # A field outside the catalogue: "drop" (left out unread, listed in the answer and the
+    # catalogue drift report; the rest is stored) or "refuse" (422 unknown_field).
+    unknown_fields: Literal["drop", "refuse"] = "drop"
     stale_after_s: int = 48 * 3600
     console_session_ttl_s: int = 8 * 3600  # a console session ends this long after sign-in
     # Retention (collector.lifecycle.retention): raw report data, rollups, quarantine, in days.

@@ -263,6 +263,12 @@ async def test_quarantine_and_catalogue_pages_show_paths_and_reasons_never_value
     assert status == 200 and "<code>totalRooms</code>" in page and "secret-value-4711" not in page
     status, _, page = await visitor.get("/console/catalogue?category=billing&q=activeUsers")
     assert status == 200 and "<code>activeUsers</code>" in page and 'data-category="operational"' not in page
+    newer = dict(report_870, _id=f"newer-{ws['workspace_id']}", consoleNewCounter=3, version="8.9.0")
+    newer["Jane Doe"] = "secret-value-4712@example.com"
+    assert (await service.post_report(ws["token"], newer))[0] == 200  # unknown fields: dropped, listed as drift
+    status, _, page = await visitor.get("/console/catalogue")
+    assert status == 200 and "<code>consoleNewCounter</code>" in page and "8.9.0" in page
+    assert "secret-value-4712" not in page and "Jane Doe" not in page
 
 
 async def test_forms_are_read_like_every_body_bounded_and_never_a_500(service, visitor):

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from tests.conftest import get_json
+from tests.conftest import admin_headers, get_json
 
 
 async def test_demo_fills_billing_compliance_and_the_quarantine(database_url, data_dir, service, db):
@@ -46,4 +46,6 @@ async def test_demo_fills_billing_compliance_and_the_quarantine(database_url, da
     opted = await get_json(service, f"/api/v1/workspaces/{ids[2]}/opt-out", compliance)
     assert opted["opt_out"] is True
     refused = await db.fetch("SELECT violations::text FROM quarantine WHERE workspace_id = ANY($1::uuid[])", ids)
-    assert len(refused) == 4 and all("totalRooms" in r[0] or "unknown_field" in r[0] for r in refused)
+    assert len(refused) == 4 and all("totalRooms" in r[0] or "looks_like_email" in r[0] for r in refused)
+    drift = (await get_json(service, "/api/v1/catalogue/drift", admin_headers()))["items"]
+    assert any(i["path"] == "demoNewField" and i["reports"] >= 1 for i in drift)

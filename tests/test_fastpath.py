@@ -3,7 +3,9 @@
 check_report trusts the fast path for accepted records and asks pydantic only
 for the violations of refused ones, so the two must agree on every record:
 fixtures, every catalogue value replaced by values of every JSON type and of
-the edges of the rules, unknown keys anywhere.
+the edges of the rules, unknown keys anywhere. In drop mode (the default) the
+model sees the record without its unknown keys (``model.prune``), in refuse
+mode the record itself.
 """
 
 import copy
@@ -26,7 +28,7 @@ from pydantic import ValidationError
 from collector.gate import fastpath
 from collector.gate import rules as privacy
 from collector.gate.catalogue import FIELDS
-from collector.gate.model import ReportModel, check_report
+from collector.gate.model import ReportModel, check_report, prune
 
 _DOCS = {name: load(name) for name in REAL + PER_VERSION}
 _DOCS["maximal"] = maximal_record()
@@ -42,12 +44,12 @@ EDGES = [
 ]
 
 
-def _fast_accepts(doc) -> bool:
+def _fast_accepts(doc, unknown: str = "drop") -> bool:
     try:
-        fastpath.flatten(doc)
+        unknown_fields = fastpath.flatten(doc)[4]
     except (fastpath.Refused, privacy.RuleViolation):
         return False
-    return True
+    return unknown == "drop" or not unknown_fields
 
 
 def _model_accepts(doc) -> bool:
@@ -81,11 +83,13 @@ def test_fast_path_and_model_agree(name, pick, value, extra):
         if not isinstance(container, dict):
             return
         container[extra] = value
-    assert _fast_accepts(doc) == _model_accepts(doc), spot
-    if not _fast_accepts(doc):
-        with pytest.raises(Exception) as info:
-            check_report(doc)
-        assert info.type.__name__ == "SchemaViolation"
+    assert _fast_accepts(doc, "refuse") == _model_accepts(doc), spot
+    assert _fast_accepts(doc, "drop") == _model_accepts(prune(doc)), spot
+    for mode in ("drop", "refuse"):
+        if not _fast_accepts(doc, mode):
+            with pytest.raises(Exception) as info:
+                check_report(doc, unknown=mode)
+            assert info.type.__name__ == "SchemaViolation"
 
 
 def test_generated_source_is_readable():

@@ -396,19 +396,6 @@ async def test_published_schema_and_catalogue(service, report_870):
     assert paths["uniqueId"]["class"] == "identifying"
 
 
-async def test_unknown_key_is_never_echoed_unless_a_catalogue_name(service, db, report_870):
-    ws = await service.register()
-    report_870["jsmith"] = 1
-    report_870["apps"]["activeUsers"] = 1  # a Rocket.Chat field name in the wrong place
-    status, _, body = await service.post_report(ws["token"], report_870)
-    assert status == 422
-    paths = {v["path"] for v in orjson.loads(body)["violations"]}
-    assert paths == {"{}", "apps.activeUsers"}
-    assert b"jsmith" not in body
-    row = await db.fetchval("SELECT violations::text FROM quarantine WHERE workspace_id = $1::uuid", ws["workspace_id"])
-    assert "jsmith" not in row and "apps.activeUsers" in row
-
-
 async def test_counts_up_to_2_pow_53_are_stored_and_rolled_up(service, db, report_870):
     ws = await service.register()
     report_870["activeUsers"] = 2**31  # beyond a PostgreSQL integer: the rollups are bigint

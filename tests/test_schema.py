@@ -42,9 +42,10 @@ ROOT = Path(__file__).resolve().parent.parent
 VOCABULARY = {v for f in FIELDS if f.values for v in f.values}
 
 
-def violations_of(doc) -> list[Violation]:
+def violations_of(doc, unknown: str = "refuse") -> list[Violation]:
+    """The violations of a refused record (strict by default: unknown keys are violations)."""
     with pytest.raises(SchemaViolation) as info:
-        check_report(doc)
+        check_report(doc, unknown=unknown)
     return info.value.violations
 
 
@@ -213,7 +214,6 @@ CASES = [
     ("activeUsers", "12", "activeUsers", "expected_integer"),
     ("activeUsers", True, "activeUsers", "expected_integer"),
     ("activeUsers", 1.5, "activeUsers", "expected_integer"),
-    ("activeUsers", None, "activeUsers", "expected_integer"),
     ("livechatEnabled", 1, "livechatEnabled", "expected_boolean"),
     ("livechatEnabled", "true", "livechatEnabled", "expected_boolean"),
     ("os.uptime", "12.5", "os.uptime", "expected_number"),
@@ -245,10 +245,10 @@ CASES = [
     ("deploy.method", "https://deploy.acme-corp.example/x", "deploy.method", "looks_like_url"),
     ("deploy.platform", "10.20.30.40", "deploy.platform", "looks_like_ip"),
     ("deploy.platform", "2001:db8::42", "deploy.platform", "looks_like_ip"),
-    ("deploy.platform", "k8s.acme-corp.example", "deploy.platform", "looks_like_hostname"),
+    ("os.platform", "k8s.acme-corp.example", "os.platform", "looks_like_hostname"),
     ("deploy.platform", "550e8400-e29b-41d4-a716-446655440000", "deploy.platform", "looks_like_identifier"),
     ("deploy.platform", "+49 151 2345 6789", "deploy.platform", "looks_like_phone"),
-    ("deploy.platform", "Acme Corp production cluster", "deploy.platform", "free_text"),
+    ("os.platform", "Acme Corp production cluster", "os.platform", "free_text"),
     ("version", "latest", "version", "bad_version"),
     ("version", "10.1.2.3", "version", "looks_like_ip"),
     ("process.nodeVersion", "22", "process.nodeVersion", "bad_version"),
@@ -267,10 +267,11 @@ CASES = [
      "services.oauth.custom.{}.{}", "unknown_field"),
     ("uniqueOSOfLastMonth.data", [{"name": "jane.doe@acme-corp.example", "version": "1", "count": 1, "time": 1}],
      "uniqueOSOfLastMonth.data[0].name", "looks_like_email"),
-    ("uniqueDevicesOfLastMonth.data", [{"type": "browser", "name": "Chrome", "version": "Jane's laptop",
+    ("uniqueDevicesOfLastMonth.data", [{"type": "browser", "name": "Chrome", "version": "jane@acme-corp.example",
                                         "count": 1, "time": 1}],
-     "uniqueDevicesOfLastMonth.data[0].version", "free_text"),
-    ("enterprise.modules", ["auditing", "acme-secret-module"], "enterprise.modules[1]", "not_in_enumeration"),
+     "uniqueDevicesOfLastMonth.data[0].version", "looks_like_email"),
+    ("process.nodeVersion", "Jane's laptop", "process.nodeVersion", "free_text"),
+    ("enterprise.modules", ["auditing", "ops@acme-corp.example"], "enterprise.modules[1]", "looks_like_email"),
     ("omnichannelSources", [{"id": "x", "alias": "y", "type": "carrier-pigeon", "count": 1}],
      "omnichannelSources[0].type", "not_in_enumeration"),
 ]

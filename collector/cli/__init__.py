@@ -18,6 +18,8 @@
   collector retention run                      apply retention now; prints what it removed
   collector workspace export ID                everything held about a workspace (one JSON document)
   collector workspace erase ID                 erase a workspace (one audit line remains)
+  collector quarantine list [...]              refused reports, as GET /api/v1/quarantine
+  collector catalogue drift                    fields outside the catalogue, as GET /api/v1/catalogue/drift
 
 CLI access is admin access: the commands talk to the database directly, with
 no operator token and no role check; whoever can run them can do everything.

@@ -9,8 +9,10 @@ API: to ``--url`` when given (a running ``collector serve``), else to the
 collector's own application started in this process on a free 127.0.0.1
 port, on the same database. Usage is dated by each record's ``createdAt``,
 so these records fill this month's billing and the last weeks' charts.
-A few records are refused on purpose (an unknown field, a value of the
-wrong type), so the quarantine shows something; one enterprise workspace
+A few records are refused on purpose (an e-mail address in a known field, a
+value of the wrong type), so the quarantine shows something; the first
+workspace's last record carries a field the catalogue does not know (kept out,
+listed by the catalogue drift report); one enterprise workspace
 switches its opt-out on (audited). Makes two operator tokens (roles
 ``billing`` and ``compliance``) and prints them once, with everything
 registered, as JSON.
@@ -104,12 +106,14 @@ def record(template: dict, p: Profile, day: int, days: int, at: datetime, rnd: r
 
 
 def refused_records(template: dict, at: datetime) -> list[dict]:
-    """Two records the privacy gate refuses: a field not in the catalogue, and a count that is text."""
-    unknown = orjson.loads(orjson.dumps(template))
-    unknown.update(_id=secrets.token_hex(12), createdAt=at.strftime("%Y-%m-%dT%H:%M:%S.000Z"), demoNewField=1)
+    """Two records the privacy gate refuses: an e-mail address where a deployment platform
+    belongs, and a count that is text. (A field not in the catalogue is dropped, not refused.)"""
+    email = orjson.loads(orjson.dumps(template))
+    email.update(_id=secrets.token_hex(12), createdAt=at.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+    email["deploy"] = {**email.get("deploy", {}), "platform": "ops@acme.example"}
     wrong = orjson.loads(orjson.dumps(template))
     wrong.update(_id=secrets.token_hex(12), createdAt=at.strftime("%Y-%m-%dT%H:%M:%S.000Z"), totalRooms="many")
-    return [unknown, wrong]
+    return [email, wrong]
 
 
 async def _post(http: aiohttp.ClientSession, url: str, token: str, body: dict) -> int:
@@ -165,7 +169,10 @@ async def run(count: int, days: int, url: str | None, seed: int) -> dict:
                 for d in range(last + 1):
                     at = first_day + timedelta(days=d, hours=2, minutes=7 * n + local.randint(0, 30))
                     at = min(at, now - timedelta(minutes=5))
-                    status = await _post(http, target, ws["token"], record(template, p, d, last + 1, at, local))
+                    body = record(template, p, d, last + 1, at, local)
+                    if n == 0 and d == last:  # a field of a newer release: accepted, in the drift report
+                        body["demoNewField"] = 1
+                    status = await _post(http, target, ws["token"], body)
                     ok += status == 200
                 if n % 2 == 0:
                     for body in refused_records(template, now - timedelta(hours=1 + n)):

@@ -4,7 +4,9 @@
       refusals by reason and by path over time (paths and reasons, never a value)
   GET /console/catalogue[?category=billing][&class=count][&q=text]
       the field catalogue: path, type, class, data category, versions, meaning;
-      and the drift seen: paths refused as ``unknown_field`` (not in the catalogue)
+      and the drift seen: fields not in the catalogue that accepted reports carried
+      (``collector.ingest.drift``), and paths refused as ``unknown_field``
+      (``COLLECTOR_UNKNOWN_FIELDS=refuse``, from the quarantine)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aiohttp import web
 from collector.console import charts, common
 from collector.console.common import render, require
 from collector.gate import CATALOGUE_PATH, CATALOGUE_VERSION, CATEGORIES
+from collector.ingest import drift as catalogue_drift
 from collector.ingest import quarantine
 
 routes = web.RouteTableDef()
@@ -74,8 +77,10 @@ async def catalogue_page(request: web.Request) -> web.Response:
     since = common.utcnow() - timedelta(days=90)
     async with common.pool(request).acquire() as conn:
         drift = (await quarantine.summary(conn, since=since, violation="unknown_field", paths=200))["by_path"]
+        dropped = (await catalogue_drift.listing(conn))[:200]
     return await render(request, "catalogue.html", {
         "title": "Catalogue", "version": CATALOGUE_VERSION, "fields": fields, "total": len(doc["fields"]),
         "categories": CATEGORIES, "category_notes": doc.get("categories", {}), "classes": sorted(doc.get("classes", {})),
         "class_notes": doc.get("classes", {}), "category": category, "klass": klass, "q": text, "drift": drift,
+        "dropped": dropped,
     }, who=who)

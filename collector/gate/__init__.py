@@ -4,7 +4,8 @@ Public surface:
 - ``check_report(doc) -> CheckedReport`` (raises ``SchemaViolation`` with
   ``Violation``s: path and reason, never a value); ``json_schema()``.
 - The field catalogue's facts: ``CATALOGUE_VERSION``, ``CATALOGUE_PATH``,
-  ``CATEGORIES``, ``CONTRACT_CATEGORIES``, ``OPTIONAL_CATEGORIES``.
+  ``CATALOGUE_PATHS``, ``CATEGORIES``, ``CONTRACT_CATEGORIES``, ``OPTIONAL_CATEGORIES``;
+  ``UNKNOWN_FIELD_MODES`` (``check_report(doc, unknown=...)``).
 
 Inside: ``catalogue`` (loads ``schemas/catalogue.json``), ``rules`` (string
 rules and identifier detectors), ``model`` (the strict pydantic v2 model,
@@ -14,12 +15,14 @@ records). Imports nothing of the collector's.
 
 from collector.gate.catalogue import (
     CATALOGUE_PATH,
+    CATALOGUE_PATHS,
     CATALOGUE_VERSION,
     CATEGORIES,
     CONTRACT_CATEGORIES,
     OPTIONAL_CATEGORIES,
 )
 from collector.gate.model import (
+    UNKNOWN_FIELD_MODES,
     CheckedReport,
     SchemaViolation,
     Violation,
@@ -28,6 +31,6 @@ from collector.gate.model import (
 )
 
 __all__ = [
-    "CATALOGUE_PATH", "CATALOGUE_VERSION", "CATEGORIES", "CONTRACT_CATEGORIES", "OPTIONAL_CATEGORIES",
+    "CATALOGUE_PATH", "CATALOGUE_PATHS", "CATALOGUE_VERSION", "UNKNOWN_FIELD_MODES", "CATEGORIES", "CONTRACT_CATEGORIES", "OPTIONAL_CATEGORIES",
     "CheckedReport", "SchemaViolation", "Violation", "check_report", "json_schema",
 ]

@@ -63,7 +63,12 @@ class CatalogueError(ValueError):
 
 @dataclass(frozen=True)
 class Field:
-    """One catalogue entry (see the module docstring for the path syntax)."""
+    """One catalogue entry (see the module docstring for the path syntax).
+
+    ``nullable``: the value may be ``null``. True for every optional key (a
+    resent record carries ``null`` where a fresh one omits the key), and for
+    list items and map values the catalogue marks ``nullable``.
+    """
 
     path: str
     type: str
@@ -200,8 +205,13 @@ def _parse(doc: dict[str, Any]) -> Catalogue:
                     _fail(path, f"does not fit its parent of type {ptype}")
                 if ptype not in CONTAINER_TYPES:
                     _fail(path, "parent is not an object, list or map")
+        # A resent record is read back from MongoDB and carries null where a fresh one
+        # omits the key (shared/ROCKETCHAT.md): every optional key accepts null. List
+        # items and map values are not keys: they keep the catalogue's nullable.
+        item = path.endswith("[]") or path.endswith(".{}")
+        nullable = bool(raw["nullable"]) or not (raw.get("required") or item)
         f = Field(
-            path=path, type=typ, nullable=bool(raw["nullable"]), cls=cls, category=cat,
+            path=path, type=typ, nullable=nullable, cls=cls, category=cat,
             since=raw["since"], until=raw["until"], meaning=raw["meaning"],
             required=bool(raw.get("required", False)), or_false=bool(raw.get("or_false", False)),
             signed=bool(raw.get("signed", False)), empty_ok=bool(raw.get("empty_ok", False)),
@@ -262,6 +272,8 @@ _CAT = load_catalogue()
 CATALOGUE_VERSION: str = _CAT.version
 FIELDS: tuple[Field, ...] = _CAT.fields
 BY_PATH: dict[str, Field] = _CAT.by_path
+#: Every catalogue path (derived ones included), in the syntax of the module docstring.
+CATALOGUE_PATHS: frozenset[str] = frozenset(BY_PATH)
 PATTERNS: dict[str, str] = _CAT.patterns
 
 

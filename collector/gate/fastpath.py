@@ -10,7 +10,9 @@ values straight into the flat per-category dicts of ``CheckedReport``.
 
 On the first thing it does not accept it raises :class:`Refused` (or lets a
 :class:`collector.gate.rules.RuleViolation` through) and stops: it never says
-*why*. ``check_report`` then validates the record with pydantic, which names
+*why*. A key outside the catalogue is not a refusal here: its path and JSON
+type are noted (:func:`unknown_fields`) and its value is never read; ``check_report``
+decides (drop or refuse). ``check_report`` then validates the record with pydantic, which names
 every violation, so error reporting has one source. The rules here and the
 pydantic annotations in ``schema.py`` are built from the same ``Field``
 objects and must accept exactly the same records (``tests/test_fastpath.py``).
@@ -47,6 +49,50 @@ RULE_CACHE_SIZE = 1024
 
 class Refused(Exception):
     """The record is not accepted as it is; pydantic will say why."""
+
+
+#: Unknown keys listed by name per record: past this many distinct named paths (in
+#: path order), further ones are listed as ``{}`` under their object, so a record
+#: lists at most this many plus one per catalogue object.
+MAX_NAMED_UNKNOWN = 64
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "integer", float: "number",
+               bool: "boolean", type(None): "null"}
+#: In a walk's ``dropped`` set (otherwise catalogue path strings): there are unknown keys.
+_UNKNOWN_SEEN = "\x00unknown"
+
+
+def _skip_unknown(d: dict, names: frozenset[str], path: str, dropped: set) -> None:
+    """Note the keys of ``d`` (the object at catalogue ``path``) outside ``names`` in
+    ``dropped`` as ``(object path, key or "{}", JSON type of the value)`` tuples, and
+    :data:`_UNKNOWN_SEEN` (:func:`unknown_fields` reads them). The key is kept when it
+    looks like a code identifier (:func:`collector.gate.rules.looks_like_code_identifier`),
+    else ``{}``. Values are never read: a path ends at the outermost unknown key.
+    Whether the record is accepted is the caller's choice (issue 9). Called only for
+    an object with such keys: a record without any pays nothing for this."""
+    dropped.add(_UNKNOWN_SEEN)
+    for key, value in d.items():
+        if key not in names:
+            dropped.add((path, key if privacy.looks_like_code_identifier(key) else "{}",
+                         _JSON_TYPES.get(type(value), "unknown")))
+
+
+def unknown_fields(dropped: set) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Take the notes of :func:`_skip_unknown` out of ``dropped`` (a walk's set) and return
+    them as ``((path, (JSON type, ...)), ...)`` sorted by path (``()`` when none), with at
+    most :data:`MAX_NAMED_UNKNOWN` named paths."""
+    if _UNKNOWN_SEEN not in dropped:
+        return ()
+    notes = [e for e in dropped if type(e) is tuple]
+    dropped.difference_update(notes)
+    dropped.discard(_UNKNOWN_SEEN)
+    join = lambda parent, name: f"{parent}.{name}" if parent else name  # noqa: E731
+    named = sorted({join(p, k) for p, k, _t in notes if k != "{}"})[:MAX_NAMED_UNKNOWN]
+    keep = frozenset(named)
+    types: dict[str, set[str]] = {}
+    for parent, key, t in notes:
+        path = join(parent, key)
+        types.setdefault(path if path in keep else join(parent, "{}"), set()).add(t)
+    return tuple(sorted((p, tuple(sorted(t))) for p, t in types.items()))
 
 
 _REFUSED = Refused()
@@ -191,7 +237,7 @@ def _rule(f: Field) -> tuple[str, str, dict[str, Any]]:
         return f"type(v) is str and len(v) <= {f.max_length or KEPT_STRING_MAX}", "v if v in s else h(v)", helpers
     if typ == "string" and f.pattern is not None:
         rx = re.compile(f.pattern)
-        rule = _cached(lambda v: privacy.check_version(v, rx))
+        rule = _cached(lambda v: privacy.check_version(v, rx, f.on_unknown))
         return f"type(v) is str and len(v) <= {f.max_length or KEPT_STRING_MAX}", "h(v)", {"h": rule}
     raise ValueError(f"catalogue: no rule to keep string field {f.path!r} (give it values or a pattern)")
 
@@ -217,7 +263,7 @@ def _scalar_check(f: Field) -> Callable[[Any], Any]:
 
 
 def _define(source: str, path: str, ns: dict[str, Any], name: str) -> Callable[..., Any]:
-    ns.update(REFUSED=_REFUSED, ABSENT=_ABSENT)
+    ns.update(REFUSED=_REFUSED, ABSENT=_ABSENT, SKIP=_skip_unknown)
     _SOURCES[path] = source
     exec(compile(source, f"<fastpath {path or 'record'}>", "exec"), ns)
     return ns[name]
@@ -259,18 +305,19 @@ def _compile(node: Node) -> None:
     node.validate = _validator(node)
 
 
-def _validator(node: Node) -> Callable[[Any], None]:
-    """Check a container value without keeping anything (identifying subtrees)."""
+def _validator(node: Node) -> Callable[..., None]:
+    """``validate(v, dropped=None)``: check a container value without keeping anything
+    (identifying subtrees); unknown keys are noted in ``dropped`` (a walk's set)."""
     walk = node.walk
     nullable = node.field.nullable
 
-    def validate(v: Any) -> None:
+    def validate(v: Any, dropped: set | None = None) -> None:
         if v is None:
             if nullable:
                 return
             raise _REFUSED
         scratch: dict = {}
-        walk(v, (scratch, scratch, scratch, scratch), set())
+        walk(v, (scratch, scratch, scratch, scratch), set() if dropped is None else dropped)
     return validate
 
 
@@ -297,8 +344,9 @@ def _object_block(node: Node, depth: int, check_only: bool, ns: dict[str, Any], 
     d, v = f"d{depth}", f"d{depth + 1}"
     names = f"N{len(ns)}"
     ns[names] = frozenset(node.children)
-    lines += [f"if type({d}) is not dict or not {names}.issuperset({d}):  # not an object, or a key outside the catalogue",
-              "    raise REFUSED"]
+    lines += [f"if type({d}) is not dict:", "    raise REFUSED",
+              f"if not {names}.issuperset({d}):  # keys outside the catalogue: skipped, noted in dropped",
+              f"    SKIP({d}, {names}, {node.field.path!r}, dropped)"]
     for name, child in node.children.items():
         cf = child.field
         keep = not (check_only or child.ident)
@@ -314,7 +362,7 @@ def _object_block(node: Node, depth: int, check_only: bool, ns: dict[str, Any], 
             fn = f"w{len(ns)}"
             ns[fn] = child.walk if keep else child.validate
             if not keep:
-                call = [f"{fn}({v})"]
+                call = [f"{fn}({v}, dropped)"]
             elif cols is None:
                 call = [f"{fn}({v}, out, dropped)"]
             else:  # the nested list's walk stores its columns in a scratch dict
@@ -364,7 +412,7 @@ def _list_walker(node: Node) -> Callable[[Any, tuple[dict, ...], set[str]], None
     ]
     if item.kind == "object":  # identifying
         ns["check"] = item.validate
-        lines += ["    for x in v:", "        check(x)"]
+        lines += ["    for x in v:", "        check(x, dropped)"]
     else:
         test, value, helpers = _rule(item.field)
         test, value = _bind((test, value), "x", helpers, "", ns)
@@ -424,23 +472,24 @@ def _map_walker(node: Node) -> Callable[[Any, tuple[dict, ...], set[str]], None]
     assert item is not None
     if item.kind != "scalar" and not node.ident:
         raise ValueError(f"catalogue: map {f.path!r} of containers must be identifying")
-    check = item.check if item.kind == "scalar" else item.validate
+    scalar = item.kind == "scalar"
+    check = item.check if scalar else item.validate
     ci, prefix = _CI[item.field.category], f.path + "."
     if f.key_values is None:  # keys: any (identifying)
-        def walk_any(v: Any, out: tuple[dict, ...], dropped: set[str]) -> None:
+        def walk_any(v: Any, out: tuple[dict, ...], dropped: set) -> None:
             if type(v) is not dict or len(v) > MAX_MAP_KEYS:
                 raise _REFUSED
             for k, x in v.items():
                 if type(k) is not str or len(k) > ANY_KEY_MAX:
                     raise _REFUSED
-                out[ci][prefix + k] = check(x)
+                out[ci][prefix + k] = check(x) if scalar else check(x, dropped)
         return walk_any
     if item.field.type != "integer" or item.field.nullable or privacy.FOLDED_KEY in f.key_values:
         raise ValueError(f"catalogue: map {f.path!r} folds keys: its values must be non-null integers")
     allowed = frozenset(f.key_values)
     other = prefix + privacy.FOLDED_KEY
 
-    def walk(v: Any, out: tuple[dict, ...], dropped: set[str]) -> None:
+    def walk(v: Any, out: tuple[dict, ...], dropped: set) -> None:
         if type(v) is not dict or len(v) > MAX_MAP_KEYS:
             raise _REFUSED
         o = out[ci]
@@ -526,16 +575,20 @@ _CREATED_AT = (_CI[ROOT.children["createdAt"].field.category], ROOT.children["cr
 _VERSION = (_CI[ROOT.children["version"].field.category], ROOT.children["version"].key[1])
 
 
-def flatten(doc: Any) -> tuple[dict[str, dict[str, object]], tuple[str, ...], str, str | None]:
-    """Check ``doc`` and return ``(categories, dropped, createdAt ISO string, version)``.
+def flatten(doc: Any) -> tuple[dict[str, dict[str, object]], tuple[str, ...], str, str | None,
+                               tuple[tuple[str, tuple[str, ...]], ...]]:
+    """Check ``doc`` and return ``(categories, dropped, createdAt ISO string, version, unknown)``.
 
-    ``categories`` and ``dropped`` are as on :class:`collector.gate.model.CheckedReport`.
+    ``categories``, ``dropped`` and ``unknown`` (the keys outside the catalogue, skipped:
+    ``((path, (JSON type, ...)), ...)``, sorted) are as on :class:`collector.gate.model.CheckedReport`;
+    whether a record with unknown keys is accepted is the caller's choice.
     Raises :class:`Refused` or :class:`privacy.RuleViolation` at the first value
     not accepted (without saying which: pydantic does that).
     """
     out: tuple[dict, ...] = ({}, {}, {}, {})  # one per CATEGORIES entry, o0..o3 in the generated code
-    dropped: set[str] = set()
+    dropped: set = set()
     ROOT.walk(doc, out, dropped)
+    unknown = unknown_fields(dropped) if _UNKNOWN_SEEN in dropped else ()
     for parts, derivations in _DERIVED_PLAN:
         src = _source(doc, parts)
         if src is not None:
@@ -545,4 +598,4 @@ def flatten(doc: Any) -> tuple[dict[str, dict[str, object]], tuple[str, ...], st
                     out[ci][key] = value
     categories = dict(zip(CATEGORIES, out))
     return (categories, tuple(sorted(dropped, key=_RANK.__getitem__)),
-            out[_CREATED_AT[0]][_CREATED_AT[1]], out[_VERSION[0]].get(_VERSION[1]))
+            out[_CREATED_AT[0]][_CREATED_AT[1]], out[_VERSION[0]].get(_VERSION[1]), unknown)

@@ -6,7 +6,8 @@
 ``schemas/catalogue.json``, drops identifying fields, adds derived counts and
 returns the kept values flat, per category.
 
-Strictness: unknown fields are refused; no string-to-number coercion; booleans
+Strictness: a key outside the catalogue is dropped unseen (its path and JSON type
+listed on the result) or, with ``unknown="refuse"``, refused; no string-to-number coercion; booleans
 are not numbers and numbers are not booleans; kept strings must pass the rules
 of :mod:`collector.gate.rules`. Violations name a path and a reason code, never a
 value (map keys appear as ``{}``).
@@ -157,7 +158,12 @@ class CheckedReport:
     * derived counts under their ``#`` path (``services.oauth.custom#providers``);
     * ``totlalLivechat`` (0.x spelling) under ``totalLivechat``.
 
-    Every category key is present (possibly with an empty dict).
+    Every category key is present (possibly with an empty dict). ``dropped``: the
+    identifying catalogue paths found (dropped). ``unknown_fields``: the keys outside
+    the catalogue, dropped unread, as ``((path, (JSON type, ...)), ...)`` sorted by
+    path; a path ends at the outermost unknown key (``os.cpus[].vendor``; a key that
+    does not look like a code identifier as ``{}``); types are JSON Schema names
+    (``object``, ``array``, ``string``, ``integer``, ``number``, ``boolean``, ``null``).
     """
 
     record_id: str
@@ -165,6 +171,7 @@ class CheckedReport:
     version: str | None
     categories: dict[str, dict[str, object]]
     dropped: tuple[str, ...]
+    unknown_fields: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 # ---------------------------------------------------------------------------------
@@ -253,8 +260,10 @@ def _scalar_annotation(f: Field) -> Any:
     if f.type == "string" and f.pattern is not None:
         rx = re.compile(f.pattern)
         extra["pattern"] = f.pattern
+        if f.on_unknown:
+            extra["x-on-unknown"] = f.on_unknown
         return Annotated[str, PydField(max_length=f.max_length or KEPT_STRING_MAX, json_schema_extra=extra),
-                         AfterValidator(_rule(lambda v, _rx=rx: privacy.check_version(v, _rx)))]
+                         AfterValidator(_rule(lambda v, _rx=rx, _o=f.on_unknown: privacy.check_version(v, _rx, _o)))]
     raise ValueError(f"catalogue: no rule to keep string field {f.path!r} (give it values or a pattern)")
 
 
@@ -383,12 +392,31 @@ def _cut(value: Any, node: _Node | None, loc: tuple, cuts: list, errors: list) -
 
 
 def _passes_fast(node: _Node, value: Any) -> bool:
-    """Whether the fast path accepts ``value`` as ``node``'s container (no error to name)."""
+    """Whether the fast path accepts ``value`` as ``node``'s container (no error to name;
+    a key outside the catalogue is one: in drop mode the record was pruned first)."""
+    dropped: set = set()
     try:
-        node.validate(value)
+        node.validate(value, dropped)
     except (fastpath.Refused, privacy.RuleViolation):
         return False
-    return True
+    return not fastpath.unknown_fields(dropped)
+
+
+def prune(value: Any, node: _Node = fastpath.ROOT) -> Any:
+    """A copy of ``value`` (of catalogue ``node``) without its keys outside the catalogue,
+    at any depth: what the fast path checks in drop mode. Containers of the wrong type
+    or over their cap are left as they are (they are refused either way)."""
+    if node.kind == "object" and type(value) is dict:
+        return {k: (v if c.kind == "scalar" else prune(v, c))
+                for k, v in value.items() if (c := node.children.get(k)) is not None}
+    item = node.item
+    if item is None or item.kind == "scalar":
+        return value
+    if node.kind == "list" and type(value) is list and len(value) <= MAX_LIST_ITEMS:
+        return [prune(v, item) for v in value]
+    if node.kind == "map" and type(value) is dict and len(value) <= MAX_MAP_KEYS:
+        return {k: prune(v, item) for k, v in value.items()}
+    return value
 
 
 def _errors(value: Any, node: _Node, adapter: TypeAdapter, loc: tuple, limit: int) -> list[dict]:
@@ -455,27 +483,45 @@ def _violations(errors: list[dict]) -> list[Violation]:
 _REQUIRED_STRINGS = tuple(f.path for f in FIELDS if f.required and f.type == "string" and "." not in f.path)
 
 
-def check_report(doc: object) -> CheckedReport:
+UNKNOWN_FIELD_MODES = ("drop", "refuse")
+
+
+def check_report(doc: object, *, unknown: str = "drop") -> CheckedReport:
     """Validate a decoded statistics record and reduce it to non-identifying values.
 
     ``doc`` is the JSON body as decoded by orjson/json (a dict). Returns a
     :class:`CheckedReport`; raises :class:`SchemaViolation` listing every
     violation found (at most :data:`MAX_VIOLATIONS`), never echoing a value.
     ``_id`` and ``createdAt`` are required; every other catalogue field is
-    optional because Rocket.Chat versions differ (0.x to 8.x).
+    optional because Rocket.Chat versions differ (0.x to 8.x), and accepts
+    ``null`` (a resent record).
+
+    ``unknown`` (``COLLECTOR_UNKNOWN_FIELDS``): ``"drop"``, a key outside the
+    catalogue is left out unread and listed in ``unknown_fields``, the rest is
+    checked as usual (a Rocket.Chat release newer than the catalogue must not
+    lose a workspace its receipt: issue 9); ``"refuse"``, it is a violation
+    (``unknown_field``).
 
     The check and the flattening are one pass of :func:`collector.gate.fastpath.flatten`;
-    only a record it refuses is validated by the pydantic model, for the violations.
+    only a record it refuses is validated by the pydantic model, for the violations
+    (in drop mode, when it has unknown keys, of the record without them: :func:`prune`).
     """
+    if unknown not in UNKNOWN_FIELD_MODES:
+        raise ValueError(f"unknown must be one of {UNKNOWN_FIELD_MODES}")
     if not isinstance(doc, dict):
         raise SchemaViolation([Violation("$", "not_an_object", MESSAGES["not_an_object"])])
     blank = [p for p in _REQUIRED_STRINGS if isinstance(doc.get(p), str) and not doc[p].strip()]
     if blank:  # "" would make every such record one record: the second would be a "duplicate"
         raise SchemaViolation([Violation(p, "empty_value", MESSAGES["empty_value"]) for p in blank])
     try:
-        categories, dropped, created_at, version = fastpath.flatten(doc)
+        categories, dropped, created_at, version, unknown_fields = fastpath.flatten(doc)
+        if unknown_fields and unknown == "refuse":
+            raise fastpath.Refused
     except (fastpath.Refused, privacy.RuleViolation):
         errors = _errors(doc, fastpath.ROOT, _ROOT_ADAPTER, (), MAX_VIOLATIONS)
+        if unknown == "drop" and any(e["type"] == "extra_forbidden" for e in errors):
+            # unknown keys are no violation here: name those of the record without them
+            errors = _errors(prune(doc), fastpath.ROOT, _ROOT_ADAPTER, (), MAX_VIOLATIONS)
         if errors:
             raise SchemaViolation(_violations(errors)) from None
         # Both are built from the same catalogue fields: reaching this line is a bug.
@@ -486,6 +532,7 @@ def check_report(doc: object) -> CheckedReport:
         version=version,
         categories=categories,
         dropped=dropped,
+        unknown_fields=unknown_fields,
     )
 
 

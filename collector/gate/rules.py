@@ -279,12 +279,15 @@ def check_enumeration(value: object, allowed: frozenset[tuple[type, object]], on
     raise RuleViolation("not_in_enumeration")
 
 
-def check_version(value: str, pattern: re.Pattern[str]) -> str:
+def check_version(value: str, pattern: re.Pattern[str], on_unknown: str | None = None) -> str:
     """Return ``value`` if it matches the field's version pattern and no detector fires on it.
 
     The detectors are a second net behind the pattern (which already bounds parts and
     digits so that no IPv4 notation or phone number fits, see ``why`` in the
-    catalogue). Raises :class:`RuleViolation`: the detector's reason
+    catalogue). With ``on_unknown`` (``"other"``: user-agent and OS versions, which
+    carry suffixes such as ``-beta``), a value that does not match but passes the
+    strong detectors (e-mail, URL, IP, identifier, phone; as :func:`check_enumeration`)
+    becomes ``on_unknown`` (issue 9). Raises :class:`RuleViolation`: the detector's reason
     (``looks_like_ip``...) or ``bad_version``. Patterns: ``Info.version``
     (``6.8.0``, ``0.61.0-develop``), ``process.version`` (``v22.22.3``), MongoDB
     ``buildInfo.version``, session versions (``124.0.6367``, ``10.15.7``, ``x86_64``).
@@ -294,6 +297,11 @@ def check_version(value: str, pattern: re.Pattern[str]) -> str:
         if reason is None:
             return value
         raise RuleViolation(reason)
+    if on_unknown is not None:
+        reason = detect(value, skip=_SOFT_DETECTORS)
+        if reason:
+            raise RuleViolation(reason)
+        return on_unknown
     raise RuleViolation(detect(value) or "bad_version")
 
 
@@ -366,3 +374,26 @@ def parse_timestamp(value: str, *, empty_ok: bool = False) -> datetime | None:
     if not _EARLIEST <= dt < _LATEST:
         raise RuleViolation("bad_timestamp")
     return dt
+
+
+# --- names of unknown fields ------------------------------------------------------
+
+_CODE_IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]{0,63}$")
+_DIGIT_RUN = re.compile(r"\d{4,}")
+_LETTER_DIGIT = re.compile(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
+
+
+def looks_like_code_identifier(key: str) -> bool:
+    """True when a JSON key looks like a field name a programmer chose (``abacEnabled``,
+    ``totalE2EMessages``, ``_updatedAt``): a JavaScript identifier of at most 64
+    characters, with no run of 4 or more digits, at most 4 switches between letters
+    and digits (a random token has many: ``x7Gh2kLmQ9pRt5Vw``) and no long hex run.
+    Anything else (names with spaces, e-mail addresses, host names, ids) is shown
+    as ``{}`` where an unknown field is listed (issue 9: the answer's
+    ``unknown_fields_dropped`` and the catalogue drift report). A person's login
+    written as one word (``jsmith``) still passes: that is why only keys of
+    catalogue objects are ever shown, never the keys inside an unknown value.
+    """
+    if not _CODE_IDENTIFIER.match(key) or _DIGIT_RUN.search(key) or _LONG_HEX.search(key) or _UUID.search(key):
+        return False
+    return len(_LETTER_DIGIT.findall(key)) <= 4

@@ -1,4 +1,5 @@
-"""Operator API: workspaces (register, read, rotate, revoke) and operator tokens.
+"""Operator API: workspaces (register, read, rotate, revoke), operator tokens, the
+quarantine and the catalogue drift.
 
 All calls need an operator bearer token with the ``admin`` role (the first
 one is ``COLLECTOR_ADMIN_TOKEN``), except the quarantine listing (``compliance``). Answers are JSON; a new token appears in
@@ -23,7 +24,7 @@ from collector.http.common import (
     parse_query,
     state,
 )
-from collector.ingest import quarantine
+from collector.ingest import drift, quarantine
 
 routes = web.RouteTableDef()
 
@@ -158,4 +159,14 @@ async def list_quarantine(request: web.Request) -> web.Response:
         items = await quarantine.listing(
             conn, workspace_id=q.workspace_id, reason=q.reason, since=q.since, limit=q.limit
         )
+    return json_response({"items": items})
+
+
+@routes.get("/api/v1/catalogue/drift")
+async def catalogue_drift(request: web.Request) -> web.Response:
+    """Fields outside the catalogue that accepted reports carried (``collector.ingest.drift.listing``):
+    ``{"items": [{path, json_types, rc_versions, reports, first_seen, last_seen, in_catalogue}]}``; never a value."""
+    await operator(request, "admin")
+    async with state(request).pool.acquire() as conn:
+        items = await drift.listing(conn)
     return json_response({"items": items})

@@ -4,7 +4,7 @@ Routes:
   POST /, POST /api/v1/statistics   ingest (workspace token)      collector.http.ingest
   /api/v1/workspaces/self..., .../{id}/opt-out, /api/v1/audit    collector.http.optout
   /api/v1/workspaces..., /api/v1/operator-tokens,
-  /api/v1/quarantine (operator)                                   collector.http.admin
+  /api/v1/quarantine, /api/v1/catalogue/drift (operator)          collector.http.admin
   GET /api/v1/schema, /api/v1/schema/fields (anyone)              collector.http.published
   /api/v1/plans..., /api/v1/workspaces/{id}/contract (operator)   collector.http.plans
   /api/v1/compliance... (operator 'compliance')                   collector.http.compliance

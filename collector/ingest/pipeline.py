@@ -9,7 +9,9 @@ the metrics.
 
 Answer 200: ``{"statsToken": <JWT receipt>, "outcome": "accepted"|"duplicate",
 "recordId": <uuid>, "kept": [data categories stored], "identifying_fields_dropped":
-<count>, "opt_out": {"dropped": [categories], "why": <sentence>} (only when the
+<count>, "unknown_fields_dropped": [paths of the fields outside the catalogue, left
+out unread; ``{}`` for a key that does not look like a code identifier],
+"opt_out": {"dropped": [categories], "why": <sentence>} (only when the
 workspace's opt-out dropped categories)}``; Rocket.Chat reads only ``statsToken``.
 Any other answer is ``{"error", "detail"[, "violations"]}`` with the reason's
 status (``Reason.status``), ``Retry-After`` on sheds.
@@ -126,7 +128,8 @@ class Ingest:
 
     def gate(self, doc: object, body: bytes | None = None) -> CheckedReport:
         """The privacy gate (``collector.gate.check_report``: validate, strip the
-        identifying fields, fold) and the clock check. Refuses
+        identifying fields, fold; fields outside the catalogue dropped or refused
+        per ``unknown_fields``) and the clock check. Refuses
         ``schema_violation`` (violations: path and reason, never a value) or
         ``future_record`` (createdAt beyond ``future_tolerance_s``).
 
@@ -135,12 +138,12 @@ class Ingest:
         number is named ``number_too_large`` (refused bodies only: no cost to accepted ones)."""
         try:
             try:
-                checked = check_report(doc)
+                checked = check_report(doc, unknown=self.settings.unknown_fields)
             except SchemaViolation as exc:
                 if body is None or not any(v.reason == "expected_integer" for v in exc.violations) \
                         or not decoding.has_long_integers(body):
                     raise
-                checked = check_report(decoding.parse_exact(body))
+                checked = check_report(decoding.parse_exact(body), unknown=self.settings.unknown_fields)
         except SchemaViolation as exc:
             violations = [{"path": v.path, "reason": v.reason, "message": v.message} for v in exc.violations]
             raise Refusal(Reason.SCHEMA_VIOLATION, "the report does not fit the schema", violations) from None
@@ -163,6 +166,7 @@ class Ingest:
             created_at=checked.created_at,
             rc_version=checked.version,
             categories=checked.categories,
+            unknown_fields=checked.unknown_fields,
         ))
 
     def receipt(self, workspace_id: UUID, checked: CheckedReport, result: Receipt) -> Answer:
@@ -172,6 +176,10 @@ class Ingest:
         # and log volume for little; collector_reports_total counts them.
         log.debug("report_" + result.outcome.kind.value, workspace_id=str(workspace_id),
                   record_id=str(result.report_id))
+        unknown = [path for path, _types in checked.unknown_fields]
+        if unknown:  # paths only (never a value): what the catalogue drift report counts
+            log.info("report_unknown_fields_dropped", workspace_id=str(workspace_id),
+                     outcome=result.outcome.kind.value, rc_version=checked.version, paths=unknown)
         dropped = result.opt_out.dropped if result.opt_out else frozenset()
         return Answer(200, {
             "statsToken": result.receipt,
@@ -179,6 +187,7 @@ class Ingest:
             "recordId": str(result.report_id),
             "kept": sorted(set(checked.categories) - dropped),
             "identifying_fields_dropped": len(checked.dropped),
+            "unknown_fields_dropped": unknown,
             **({"opt_out": {"dropped": sorted(dropped), "why": result.opt_out.why}} if result.opt_out else {}),
         })
 

@@ -46,6 +46,7 @@ import asyncpg
 
 from collector.accounts import datakeys, optout
 from collector.gate import CATEGORIES
+from collector.ingest import drift
 from collector.ingest.outcomes import ACCEPTED, DUPLICATE, Outcome, Reason, Refusal
 from collector.ingest.receipts import ReceiptSigner
 from collector.ops import UNAVAILABLE_ERRORS, log, metrics
@@ -77,6 +78,8 @@ class PendingReport:
     rc_version: str | None
     categories: dict[str, dict]
     future: asyncio.Future = field(repr=False, default=None)  # type: ignore[assignment]
+    #: keys outside the catalogue the gate dropped: ((path, (JSON type, ...)), ...)
+    unknown_fields: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,9 @@ class ReportWriter:
         opt-out drops stored as NULL), rollups, and the stored id and receipt of
         each record. Sent outside any explicit transaction, that statement is its
         own transaction: ``fetch`` returns only once PostgreSQL has committed it,
-        so nothing is acknowledged before it is durable.
+        so nothing is acknowledged before it is durable. A batch with unknown
+        fields sends the same call wrapped with ``record_drift`` (``drift.with_drift``,
+        ``sql/0005_catalogue_drift.sql``): still one statement, one transaction.
 
         Returns one Receipt per report of ``batch``, in order (a Refusal for a
         report of a workspace erased meanwhile). Raises asyncpg errors
@@ -216,8 +221,7 @@ class ReportWriter:
                  for r, rid in zip(fresh, ids)]
                 for cat in CATEGORIES
             ]
-            rows = await conn.fetch(
-                _WRITE_BATCH_SQL,
+            args: list = [
                 now,
                 self._catalogue_version,
                 aggregation.LOCK_NAMESPACE,
@@ -229,7 +233,12 @@ class ReportWriter:
                 receipts,
                 *sealed,
                 *aggregation.rollup_arrays([r.categories for r in fresh]),
-            )
+            ]
+            sql = _WRITE_BATCH_SQL
+            if any(r.unknown_fields for r in fresh):
+                sql = _WRITE_BATCH_WITH_DRIFT_SQL
+                args += [now, [r.rc_version for r in fresh], *drift.drift_arrays([r.unknown_fields for r in fresh])]
+            rows = await conn.fetch(sql, *args)
         if len(rows) != len(fresh):  # every record is stored, by this batch or before it
             raise RuntimeError(f"write_batch answered {len(rows)} rows for {len(fresh)} records")
         answers: dict[tuple[UUID, bytes], Receipt | Refusal] = {}
@@ -261,3 +270,6 @@ _WRITE_BATCH_SQL = (
     " $8::text[], $9::text[], $10::bytea[], $11::bytea[], $12::bytea[], $13::bytea[],"
     " $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[])"
 )
+#: A batch carrying fields outside the catalogue: the same call, then ``record_drift``
+#: in the same statement ($20 received_at, $21 versions, $22..$24 ``drift.drift_arrays``).
+_WRITE_BATCH_WITH_DRIFT_SQL = drift.with_drift(_WRITE_BATCH_SQL)
