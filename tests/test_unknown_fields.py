@@ -19,6 +19,7 @@ import structlog
 from catalogue_helpers import load, maximal_record
 from conftest import admin_headers, get_json, make_settings, operator_headers, start_service, stop_service
 
+from collector.accounts import datakeys
 from collector.gate import SchemaViolation, check_report
 from collector.gate.fastpath import MAX_NAMED_UNKNOWN
 
@@ -165,8 +166,10 @@ async def test_a_record_of_a_newer_release_is_accepted_without_its_unknown_value
         assert secret not in body.decode(), secret
         assert secret not in repr(logs), secret
         assert secret not in stored, secret
-    data = await db.fetchrow("SELECT * FROM report_data WHERE report_id = $1::uuid", answer["recordId"])
-    assert orjson.loads(data["billing"])["activeUsers"] == doc["activeUsers"]  # the rest is stored as usual
+    # the rest is stored as usual (report data is sealed: read its rollup)
+    assert await db.fetchval("SELECT count(*) FROM report_data WHERE report_id = $1::uuid", answer["recordId"]) == 1
+    assert await db.fetchval("SELECT active_users FROM daily_snapshots WHERE workspace_id = $1::uuid",
+                             ws["workspace_id"]) == doc["activeUsers"]
 
     drift = await _drift(service, s)
     for path, types in expected.items():
@@ -274,15 +277,25 @@ async def test_resent_record_with_nulls_and_folded_enumerations_is_stored(servic
     assert status == 200, body
     answer = orjson.loads(body)
     assert answer["unknown_fields_dropped"] == []
-    data = await db.fetchrow("SELECT * FROM report_data WHERE report_id = $1::uuid", answer["recordId"])
-    operational, compliance = orjson.loads(data["operational"]), orjson.loads(data["compliance"])
+    data = await _stored(db, ws["workspace_id"], answer["recordId"])
+    operational, compliance = data["operational"], data["compliance"]
     assert operational["deploy.method"] == "other" and operational["deploy.platform"] == "other"
     assert compliance["enterprise.modules"] == ["auditing", "other"]
-    assert orjson.loads(data["billing"])["activeGuests"] is None
+    assert data["billing"]["activeGuests"] is None
     snapshot = await db.fetchrow("SELECT * FROM daily_snapshots WHERE workspace_id = $1::uuid", ws["workspace_id"])
     assert snapshot["active_users"] == report_870["activeUsers"] and snapshot["active_guests"] is None
     stored = await _all_tables_text(db)
     assert "my-own-installer" not in stored and "Acme Corp production" not in stored and "acme-external" not in stored
+
+
+async def _stored(db, workspace_id: str, report_id: str) -> dict:
+    """A stored report's kept categories, unsealed with the workspace's data keys."""
+    from uuid import UUID
+
+    row = await db.fetchrow("SELECT * FROM report_data WHERE report_id = $1::uuid", report_id)
+    keys = await datakeys.load(db, UUID(workspace_id))
+    return {cat: datakeys.unseal(keys.get(cat), UUID(report_id), cat, row[cat])
+            for cat in ("billing", "compliance", "operational", "product_analytics")}
 
 
 async def test_an_8_8_record_with_the_abac_fields_is_stored(service, db):
@@ -291,8 +304,7 @@ async def test_an_8_8_record_with_the_abac_fields_is_stored(service, db):
     assert status == 200, body
     answer = orjson.loads(body)
     assert answer["outcome"] == "accepted" and answer["unknown_fields_dropped"] == []
-    data = await db.fetchrow("SELECT product_analytics FROM report_data WHERE report_id = $1::uuid", answer["recordId"])
-    pa = orjson.loads(data["product_analytics"])
+    pa = (await _stored(db, ws["workspace_id"], answer["recordId"]))["product_analytics"]
     assert (pa["abacEnabled"], pa["abacTotalAttributes"], pa["abacTotalAttributeValues"], pa["abacRoomsEnrolled"]) == (
         True, 4, 17, 9)
     assert await db.fetchval("SELECT rc_version FROM reports WHERE report_id = $1::uuid", answer["recordId"]) == "8.8.1"
