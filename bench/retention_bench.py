@@ -69,7 +69,7 @@ def sample() -> tuple[list[bytes], str]:
     aead, rid = AESGCM(AESGCM.generate_key(256)), uuid.uuid4()
     blobs = [datakeys.seal(aead, rid, cat, checked.categories[cat]) for cat in CATEGORIES]
     signer = ReceiptSigner.from_file(Path("/tmp/collector-bench-receipt-key.pem"), "bench")
-    receipt = signer.sign(uuid.uuid4(), rid, checked.created_at, datetime.now(timezone.utc))
+    receipt = signer.sign(uuid.uuid4(), rid, datetime.now(timezone.utc))
     return blobs, receipt
 
 
