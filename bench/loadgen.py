@@ -1,7 +1,7 @@
 """Load generator for the collector: a reporting storm from many workspaces.
 
-    uv run python -m bench.loadgen --spawn --workers 2 --duration 60            # as fast as possible
-    uv run python -m bench.loadgen --spawn --workers 2 --rate 500 --duration 30 # fixed rate (open loop)
+    uv run python -m bench.loadgen --spawn --duration 60                        # as fast as possible
+    uv run python -m bench.loadgen --spawn --rate 500 --duration 30             # fixed rate (open loop)
     uv run python -m bench.loadgen --url http://127.0.0.1:8080 --server-pid PID ...
     uv run python -m bench.loadgen --spawn --anchor --duration 15                # vs the naive anchor
     uv run python -m bench.loadgen --spawn --anchor --rate half --duration 15    # latency at half its max
@@ -197,6 +197,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def default_workers() -> int:
+    """The worker count ``collector serve`` picks without ``--workers`` (``Settings.resolved_workers``)."""
+    from collector.config import Settings
+
+    return Settings().resolved_workers
+
+
 def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
@@ -204,7 +211,7 @@ def with_database(url: str, name: str) -> str:
 class Spawned:
     """``collector serve`` in a fresh database on ``pg``; ``stop()`` ends it and drops the database."""
 
-    def __init__(self, pg: str, workers: int, admin_token: str, extra_env: dict[str, str]):
+    def __init__(self, pg: str, workers: int | None, admin_token: str, extra_env: dict[str, str]):
         import asyncpg  # noqa: F401  (fail early when missing)
 
         self.pg = pg
@@ -221,7 +228,8 @@ class Spawned:
         self._sql(f'CREATE DATABASE "{self.db}"')
         self.log = open(Path(self.dir) / "server.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "collector", "serve", "--port", str(self.port), "--workers", str(workers)],
+            [sys.executable, "-m", "collector", "serve", "--port", str(self.port),
+             *(["--workers", str(workers)] if workers is not None else [])],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -554,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--url", help="a running collector on 127.0.0.1 (e.g. http://127.0.0.1:8080)")
     target.add_argument("--spawn", action="store_true", help="start `collector serve` in a fresh database on --pg")
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="PostgreSQL for --spawn and --anchor")
-    ap.add_argument("--workers", type=int, default=2, help="--spawn: server worker processes")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="--spawn: server worker processes (default: none given, the server's default, as the README starts it)")
     ap.add_argument("--server-pid", type=int, help="--url: the server's PID, for its CPU and RSS")
     ap.add_argument("--pg-database", help="--url: count the CPU of this database's PostgreSQL backends only")
     ap.add_argument("--admin-token", default=os.environ.get("COLLECTOR_ADMIN_TOKEN", ""))
@@ -648,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
         **main_run,
         "floor_parse_validate_per_s": round(floor, 1),
         "floor_ratio": ratio(floor, main_run["reports_per_s"]),
-        "workers": args.workers if spawned else None,
+        "workers": (args.workers if args.workers is not None else default_workers()) if spawned else None,
     }
     for prefix, r in results.items():
         if prefix:

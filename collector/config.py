@@ -46,9 +46,15 @@ class Settings(BaseSettings):
     #: Deadline for reading a report's body, seconds (Rocket.Chat's sender gives up after 20 s);
     #: beyond: 408 read_timeout and the connection closed.
     body_read_timeout_s: float = Field(default=20.0, gt=0)
+    #: Reports a worker carries at once from admission to answer (token lookup, body read,
+    #: gate, group commit); more wait for a slot (issue 15: under a storm, waiting costs no
+    #: CPU, where answering 503 to a client that resends at once costs as much as serving).
+    concurrent_reports: int = Field(default=256, ge=1)
+    #: How long a report may wait for a slot, seconds; beyond: 503 overloaded + Retry-After.
+    #: Within Rocket.Chat's 20 s send timeout, with time left to be served.
+    admission_wait_s: float = Field(default=10.0, ge=0)
     db_pool_min: int = 2
     db_pool_max: int = 8
-    queue_max: int = 2000  # reports waiting for a database write; beyond: 503 shed(overloaded)
     batch_max: int = 256  # reports written in one transaction (group commit)
     writers: int = 1  # group-commit writer tasks per worker process (more: smaller batches, more CPU per report)
     retry_after_s: int = 5

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -132,31 +133,57 @@ async def test_no_error_answer_carries_a_stats_token(service, report_870):
         assert "statsToken" not in parsed, name
 
 
+async def _blocked_in_the_writer(svc, locker, ws, report_870) -> asyncio.Task:
+    """A report posted while its workspace's registry row is locked: it holds
+    its slot, waiting in the writer, until ``locker`` rolls back."""
+    await locker.execute("BEGIN")
+    await locker.execute("SELECT 1 FROM workspaces WHERE workspace_id = $1::uuid FOR UPDATE", ws["workspace_id"])
+    first = asyncio.create_task(svc.post_report(ws["token"], dict(report_870, _id="overload-1")))
+    for _ in range(250):
+        await asyncio.sleep(0.02)
+        if await locker.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"):
+            return first
+    raise AssertionError("the first report never reached the writer")
+
+
 async def test_an_overloaded_answer_carries_no_stats_token(database_url, tmp_path, report_870):
-    """503 overloaded: the writer blocked on a locked workspace row, the queue (1) full."""
-    svc = await start_service(make_settings(tmp_path, queue_max=1), database_url)
+    """503 overloaded: the one slot (COLLECTOR_CONCURRENT_REPORTS=1) is held by a
+    report blocked in the writer; the next waits its admission_wait_s, then is shed."""
+    svc = await start_service(make_settings(tmp_path, concurrent_reports=1, admission_wait_s=0.3), database_url)
     locker = await asyncpg.connect(database_url)
     try:
         ws = await svc.register()
-        writer = svc.server.app[STATE].writer
-        tx = locker.transaction()
-        await tx.start()
-        await locker.execute("SELECT 1 FROM workspaces WHERE workspace_id = $1::uuid FOR UPDATE", ws["workspace_id"])
-        first = asyncio.create_task(svc.post_report(ws["token"], dict(report_870, _id="overload-1")))
-        second = None
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if second is None and not writer.full() and await locker.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"):
-                second = asyncio.create_task(svc.post_report(ws["token"], dict(report_870, _id="overload-2")))
-            if second is not None and writer.full():
-                break
-        assert writer.full()
-        status, headers, body = await svc.post_report(ws["token"], dict(report_870, _id="overload-3"))
+        first = await _blocked_in_the_writer(svc, locker, ws, report_870)
+        started = time.monotonic()
+        status, headers, body = await svc.post_report(ws["token"], dict(report_870, _id="overload-2"))
         assert status == 503 and int(headers["Retry-After"]) > 0
+        assert time.monotonic() - started >= 0.3  # it waited for a slot first
         assert orjson.loads(body)["error"] == "overloaded" and "statsToken" not in orjson.loads(body)
-        await tx.rollback()
-        assert [r[0] for r in await asyncio.gather(first, second)] == [200, 200]
+        await locker.execute("ROLLBACK")
+        assert (await first)[0] == 200
+        assert await locker.fetchval("SELECT count(*) FROM reports WHERE workspace_id = $1::uuid", ws["workspace_id"]) == 1  # the shed one was not stored
+    finally:
+        await locker.close()
+        await stop_service(svc)
+
+
+async def test_a_report_waits_for_a_slot_and_is_served_when_one_frees(database_url, tmp_path, report_870):
+    """Admission control: with every slot taken, a report waits (up to
+    admission_wait_s) rather than being answered 503, and is served in turn."""
+    svc = await start_service(make_settings(tmp_path, concurrent_reports=1, admission_wait_s=30), database_url)
+    locker = await asyncpg.connect(database_url)
+    try:
+        ws = await svc.register()
+        first = await _blocked_in_the_writer(svc, locker, ws, report_870)
+        waiting = [asyncio.create_task(svc.post_report(ws["token"], dict(report_870, _id=f"wait-{i}")))
+                   for i in range(3)]
+        await asyncio.sleep(0.5)
+        assert not any(t.done() for t in waiting)  # none answered 503: they wait
+        await locker.execute("ROLLBACK")
+        answers = [await first] + [await t for t in waiting]
+        assert [a[0] for a in answers] == [200, 200, 200, 200]
+        assert all(orjson.loads(a[2])["outcome"] == "accepted" for a in answers)
+        assert await locker.fetchval("SELECT count(*) FROM reports WHERE workspace_id = $1::uuid", ws["workspace_id"]) == 4
     finally:
         await locker.close()
         await stop_service(svc)

@@ -168,7 +168,7 @@ def make_app(settings: Settings, database_url: str) -> web.Application:
             signer = ReceiptSigner.from_file(settings.resolved_signing_key_file, settings.receipt_issuer)
             keyring = datakeys.Keyring()
             writer = ReportWriter(
-                pool, signer, CATALOGUE_VERSION, queue_max=settings.queue_max, batch_max=settings.batch_max,
+                pool, signer, CATALOGUE_VERSION, batch_max=settings.batch_max,
                 writers=settings.writers, keyring=keyring,
             )
             writer.start()

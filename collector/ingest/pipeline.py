@@ -3,7 +3,7 @@
 (``collector.ingest.outcomes``), shared by the answer, the quarantine row and
 the metrics.
 
-    authenticate -> admit -> read_body (limits, decoding) -> parse
+    reserve (bytes) -> admit (a slot) -> authenticate -> read_body (limits, decoding) -> parse
       -> gate (validate, strip, fold: ``collector.gate``)
       -> store (opt-out policy and group commit, ``writer``) -> receipt
 
@@ -53,18 +53,24 @@ class Ingest:
                  principals: PrincipalCache, record_secret: bytes, catalogue_version: str):
         self.settings, self.pool, self.writer = settings, pool, writer
         self.principals, self.record_secret, self.catalogue_version = principals, record_secret, catalogue_version
-        self._in_flight = 0  # bytes reserved by bodies being read and parsed (``reserve``)
+        self._in_flight = 0  # bytes reserved by bodies waiting, being read and parsed (``reserve``)
+        self._slots = asyncio.Semaphore(settings.concurrent_reports)  # ``admit``
         self._shed_counts: dict[str, int] = {}
         self._shed_logged: dict[str, float] = {}
 
     async def handle(self, request: web.Request) -> Answer:
         workspace_id: UUID | None = None
         body: bytes | None = None
+        admitted = False
         try:
-            self.admit()  # first: under overload a refusal costs no token lookup and no body read
-            workspace_id = await self.authenticate(request)
+            # First, before any I/O: the bytes the body may take are reserved, and
+            # the report waits for one of the worker's slots; under overload a
+            # refusal costs no token lookup and no body read.
             reserved = self.reserve(request)
             try:
+                await self.admit()
+                admitted = True
+                workspace_id = await self.authenticate(request)
                 body = await self.read(request)
                 doc = decoding.parse_json(body)
                 checked = self.gate(doc, body)
@@ -72,21 +78,25 @@ class Ingest:
                 self._in_flight -= reserved
             # While it waits for its batch, a request holds only the kept
             # categories, not the body nor the parsed document: memory stays
-            # bounded by the queue.
+            # bounded by the slots.
             body = doc = None
             result = await self.store(workspace_id, checked)
         except Refusal as refusal:
             return await self.refused(refusal, workspace_id, body)
+        finally:
+            if admitted:
+                self._slots.release()
         return self.receipt(workspace_id, checked, result)
 
     # -- the stages ------------------------------------------------------
 
     def reserve(self, request: web.Request) -> int:
-        """Reserve the bytes this request's body may take while it is read and
-        parsed (its Content-Length, or ``max_body_bytes`` when compressed or of
-        unknown length); shed ``overloaded`` when the worker's reservations would
-        exceed ``in_flight_max_bytes``. Returns the bytes reserved (released by
-        ``handle`` once the body is parsed and checked)."""
+        """Reserve the bytes this request's body may take while it waits for a
+        slot, is read and parsed (its Content-Length, or ``max_body_bytes`` when
+        compressed or of unknown length: aiohttp buffers part of a body before
+        the handler reads it); shed ``overloaded`` when the worker's reservations
+        would exceed ``in_flight_max_bytes``. Returns the bytes reserved
+        (released by ``handle`` once the body is parsed and checked)."""
         cap = self.settings.max_body_bytes
         length = request.content_length
         compressed = request.headers.get("Content-Encoding", "").strip().lower() not in ("", "identity")
@@ -120,11 +130,24 @@ class Ingest:
             raise Refusal(Reason.UNAUTHORIZED, "a valid workspace token is required")
         return who.workspace_id
 
-    def admit(self) -> None:
-        """Shed ``overloaded`` before the body is read when the write queue is full:
-        memory stays bounded under overload."""
-        if self.writer.full():
-            raise Refusal(Reason.OVERLOADED, "the collector is at capacity; retry later")
+    async def admit(self) -> None:
+        """Wait for one of the worker's ``concurrent_reports`` slots (first come,
+        first served), at most ``admission_wait_s``; shed ``overloaded`` beyond.
+
+        Admission control (issue 15, storm): a client answered 503 resends, and
+        under a storm of thousands of connections answering them cost the
+        accepted rate ~80 %; a report that waits costs no CPU, and its bytes
+        were reserved (``reserve``), so memory stays bounded too. The slot is
+        held until the report's answer (``handle``), so the write queue never
+        holds more than the slots."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # free slot: no timer
+            return
+        try:
+            async with asyncio.timeout(self.settings.admission_wait_s):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise Refusal(Reason.OVERLOADED, "the collector is at capacity; retry later") from None
 
     def gate(self, doc: object, body: bytes | None = None) -> CheckedReport:
         """The privacy gate (``collector.gate.check_report``: validate, strip the

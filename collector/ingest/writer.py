@@ -23,11 +23,11 @@ hold cost one more round trip, ``data_keys_for``). A workspace erased while
 its report waited gets no key and no row: that report is refused
 ``unauthorized`` (its token is gone).
 
-Backpressure: the queue is bounded (``queue_max``); a full queue sheds the
-report with ``overloaded`` (503 + Retry-After). A database fault sheds the
-whole batch with ``database_unavailable``; nothing of it was committed.
-The ingest handler asks ``full()`` before it reads a body, so bodies beyond
-the queue are never read into memory.
+Backpressure: the queue holds at most the ingest's admitted reports
+(``COLLECTOR_CONCURRENT_REPORTS`` per worker, ``Ingest.admit``): others wait
+for a slot before their body is read, or are shed ``overloaded``. A database
+fault sheds the whole batch with ``database_unavailable``; nothing of it was
+committed.
 """
 
 from __future__ import annotations
@@ -102,7 +102,6 @@ class ReportWriter:
         signer: ReceiptSigner,
         catalogue_version: str,
         *,
-        queue_max: int = 2000,
         batch_max: int = 256,
         writers: int = 1,
         keyring: datakeys.Keyring | None = None,
@@ -113,7 +112,7 @@ class ReportWriter:
         self._keyring = keyring if keyring is not None else datakeys.Keyring(maxsize=0)
         self._signer = signer
         self._catalogue_version = catalogue_version
-        self._queue: asyncio.Queue[PendingReport] = asyncio.Queue(maxsize=queue_max)
+        self._queue: asyncio.Queue[PendingReport] = asyncio.Queue()  # bounded by the admitted reports
         self._batch_max = batch_max
         self._n_writers = writers
         self._tasks: list[asyncio.Task] = []
@@ -135,22 +134,14 @@ class ReportWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
 
-    def full(self) -> bool:
-        """True when the write queue is full: a new report would be shed."""
-        return self._queue.full()
-
     async def submit(self, report: PendingReport) -> Receipt:
         """Queue a report and wait until its batch is committed.
 
         Returns the Receipt (accepted or duplicate). Raises Refusal with
-        OVERLOADED when the queue is full, DATABASE_UNAVAILABLE when its batch
-        could not be committed.
+        DATABASE_UNAVAILABLE when its batch could not be committed.
         """
         report.future = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait(report)
-        except asyncio.QueueFull:
-            raise Refusal(Reason.OVERLOADED, "the collector is at capacity; retry later") from None
+        self._queue.put_nowait(report)
         metrics.WRITE_QUEUE.set(self._queue.qsize())
         return await report.future
 
