@@ -6,6 +6,7 @@
     uv run python -m bench.loadgen --spawn --anchor --duration 15                # vs the naive anchor
     uv run python -m bench.loadgen --spawn --anchor --rate half --duration 15    # latency at half its max
     uv run python -m bench.loadgen --spawn --storm 5000 --timeout 10             # 64 connections, then 5000
+    uv run python -m bench.loadgen --spawn --profile --duration 15               # + server CPU by stage (py-spy)
 
 It registers ``--workspaces`` workspaces through the operator API
 (``COLLECTOR_ADMIN_TOKEN`` or ``--admin-token``), then posts real-size records
@@ -63,6 +64,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psutil
+
+from bench import stages
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = [ROOT / "tests/fixtures/report-8.7.0.json", ROOT / "tests/fixtures/report-6.8.0.json"]
@@ -577,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for the spawned server")
     ap.add_argument("--anchor", action="store_true",
                     help="run the same load against the naive anchor (bench/anchor.py) first; summary: anchor_*, ratio")
+    ap.add_argument("--profile", action="store_true",
+                    help="py-spy the server during its first run: CPU by stage (bench/stages.py), summary server_stages_pct")
     ap.add_argument("--storm", type=int, default=0, metavar="N",
                     help="closed loop with --connections, then with N connections (same server); summary: storm_*, storm_ratio")
     args = ap.parse_args(argv)
@@ -622,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             anchor.stop()
 
+    profile_raw = Path(tempfile.gettempdir()) / f"collector-profile-{os.getpid()}.raw"
     spawned = None
     if args.spawn:
         args.admin_token = args.admin_token or "wsc_op_bench_" + secrets.token_urlsafe(16)
@@ -645,8 +651,15 @@ def main(argv: list[str] | None = None) -> int:
         tokens = asyncio.run(register(port, args.admin_token, args.workspaces))
         database = spawned.db if spawned else args.pg_database
         for prefix, conns, r in phases:
+            spy = stages.record(pid, args.duration, profile_raw) if args.profile and not prefix and pid else None
             results[prefix] = run_phase(args, port, pid, database, tokens, conns, rate if r is None else r)
             print_phase(prefix.rstrip("_") or "collector", results[prefix])
+            if spy is not None:
+                spy.wait()
+                if profile_raw.exists():
+                    results[prefix]["server_stages_pct"] = stages.summarise(profile_raw)
+                    print("[collector] server CPU by stage (py-spy, % of busy samples): " + ", ".join(
+                        f"{k} {v}" for k, v in results[prefix]["server_stages_pct"].items()), file=sys.stderr)
     finally:
         if spawned:
             spawned.stop()

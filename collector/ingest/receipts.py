@@ -72,6 +72,10 @@ class ReceiptSigner:
         self.kid = _thumbprint(jwk)
         self.jwk = {**jwk, "kid": self.kid, "use": "sig", "alg": self.algorithm}
         self._headers = {"kid": self.kid}
+        # PyJWS with the payload already serialised (orjson): PyJWT's jwt.encode
+        # re-validates the claims and serialises with the json module, ~14 us
+        # of a ~64 us receipt (issue 15 profile).
+        self._jws = jwt.PyJWS(algorithms=[self.algorithm])
 
     @classmethod
     def from_file(cls, path: Path, issuer: str) -> "ReceiptSigner":
@@ -103,7 +107,7 @@ class ReceiptSigner:
             "recordId": str(record_id),
             "timestamp": utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z",
         }
-        return jwt.encode(payload, self._key, algorithm=self.algorithm, headers=self._headers)
+        return self._jws.encode(orjson.dumps(payload), self._key, algorithm=self.algorithm, headers=self._headers)
 
     def public_key_pem(self) -> str:
         """The public key as an SPKI PEM (``-----BEGIN PUBLIC KEY-----``)."""
