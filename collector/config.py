@@ -53,6 +53,18 @@ class Settings(BaseSettings):
     #: How long a report may wait for a slot, seconds; beyond: 503 overloaded + Retry-After.
     #: Within Rocket.Chat's 20 s send timeout, with time left to be served.
     admission_wait_s: float = Field(default=10.0, ge=0)
+    #: Deadline for a request's line and headers, seconds: from a connection's start, or on a
+    #: kept-alive connection from the first byte of its next request, until its headers are in;
+    #: beyond: 408 read_timeout (nothing at all came: no answer) and the connection closed.
+    #: 10 s: a real client sends its few hundred bytes of headers in one packet, well within
+    #: it on any network, while a slowloris client (headers a byte at a time, or a connection
+    #: opened and left silent) holds a connection 10 s instead of aiohttp's hour.
+    header_read_timeout_s: float = Field(default=10.0, gt=0)
+    #: An idle keep-alive connection is closed this long after its last answer, seconds
+    #: (aiohttp's own default is 3630). 75 s, nginx's keepalive_timeout: longer than the 60 s
+    #: after which nginx (and most proxies) drop their idle upstream connections, so that a
+    #: proxy in front never sends a request on a connection the collector is just closing.
+    keepalive_timeout_s: float = Field(default=75.0, gt=0)
     db_pool_min: int = 2
     db_pool_max: int = 8
     batch_max: int = 256  # reports written in one transaction (group commit)

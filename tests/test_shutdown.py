@@ -7,6 +7,11 @@ requests are held in flight deterministically: the test locks ``reports``
 (the writer's one statement waits for the lock), sends them, sees them all
 queued (``collector_write_queue_depth``), sends SIGTERM, sees new connections
 refused, and only then lets the writer go.
+
+Under load (``-m slow``): 64 keep-alive senders in a closed loop, SIGTERM;
+every request written on an established connection gets a whole answer. And
+in-process: the connections the kernel has queued when a worker stops
+accepting are served, not reset.
 """
 
 from __future__ import annotations
@@ -16,15 +21,17 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 
 import aiohttp
 import asyncpg
 import orjson
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, admin_headers, load_fixture
+from tests.conftest import ADMIN_TOKEN, admin_headers, load_fixture, make_settings, start_service, stop_service
 from tests.test_durability import ROOT, free_port, wait_ready
 
 IN_FLIGHT = 40  # requests held in flight on fresh connections
@@ -183,3 +190,122 @@ async def test_past_the_grace_period_it_stops_and_acknowledges_nothing_unstored(
     assert await db.fetchval(
         "SELECT count(*) FROM reports r JOIN tokens t USING (workspace_id) WHERE t.token_hash = $1",
         hashlib.sha256(token.encode()).digest()) == 0
+
+
+async def test_connections_queued_when_accepting_stops_are_served_not_reset(database_url, tmp_path):
+    """Connections the kernel has completed but the loop not yet accepted (made
+    with blocking connects, no await before the stop) are accepted by
+    ``stop_accepting`` and answered; later ones are refused. Closing the
+    listening socket as aiohttp's sites do would reset them."""
+    svc = await start_service(make_settings(tmp_path), database_url)
+    try:
+        queued = [socket.create_connection((svc.server.host, svc.server.port)) for _ in range(5)]
+        for s in queued:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: collector\r\nConnection: close\r\n\r\n")
+        assert await svc.server.listener.stop_accepting() == 5
+        answers = await asyncio.gather(*(asyncio.to_thread(_read_all, s) for s in queued))
+        assert all(a.startswith(b"HTTP/1.1 200 ") and a.endswith(b'{"status":"ok"}') for a in answers), answers
+        assert await refused(svc.server.port)
+    finally:
+        await stop_service(svc)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    data = b""
+    with sock:
+        sock.settimeout(10)
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+SENDERS = 64  # keep-alive connections posting in a closed loop
+
+
+@pytest.mark.slow
+async def test_sigterm_under_load_resets_no_request(database_url, db, tmp_path):
+    """``serve --workers 2`` under 64 closed-loop keep-alive senders, SIGTERM to
+    the parent: every request written on an established connection gets a whole
+    answer (200; ``Connection: close`` once stopping) — none reset or left
+    unanswered; a sender whose connection was closed reconnects until refused
+    (refused is retryable); every 200 is stored. Before ``Listener.stop_accepting``,
+    the workers closed their listening sockets as aiohttp does: in 5 runs of 8,
+    3-29 requests on connections made just after the signal were reset."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    template = load_fixture("report-8.7.0.json")
+    proc = start(database_url, tmp_path, port, 2)
+    signalled: list[float] = []
+    answers: list[tuple[bool, int, str]] = []  # (sent before the signal, status, Connection header)
+    failures: list[tuple[bool, bool, str]] = []  # (sent before the signal, on a reused connection, error)
+    acked: list[str] = []
+    refusals = 0
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            await wait_ready(http, url, proc)
+            async with http.post(url + "/api/v1/workspaces", json={"plan": "starter"}, headers=admin_headers()) as r:
+                token = (await r.json())["token"]
+
+        async def sender(n: int) -> None:
+            nonlocal refusals
+            writer = None
+            for i in range(100_000):
+                if writer is None:
+                    try:
+                        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    except OSError:  # refused (or reset in the handshake): the listeners are closed
+                        refusals += 1
+                        return
+                    reused = False
+                body = orjson.dumps({**template, "_id": f"load-{n}-{i}"})
+                before = not signalled
+                try:
+                    writer.write(f"POST / HTTP/1.1\r\nHost: collector\r\nAuthorization: Bearer {token}\r\n"
+                                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                                 + body)
+                    await writer.drain()
+                    status, headers, answer = await asyncio.wait_for(_whole_answer(reader), 60)
+                except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+                    failures.append((before, reused, repr(exc)))
+                    writer.close()
+                    return
+                answers.append((before, status, headers.get("connection", "").lower()))
+                if status == 200:
+                    acked.append(orjson.loads(answer)["recordId"])
+                if headers.get("connection", "").lower() == "close":
+                    writer.close()
+                    writer = None
+                else:
+                    reused = True
+            raise AssertionError("never stopped")
+
+        senders = [asyncio.create_task(sender(n)) for n in range(SENDERS)]
+        await asyncio.sleep(2)
+        signalled.append(time.monotonic())
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(asyncio.gather(*senders), 90)
+        assert proc.wait(60) == 0, proc.stderr.read().decode()[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert failures == []
+    assert refusals == SENDERS  # each sender ended on a refused connect
+    assert sum(1 for before, _, _ in answers if before) > SENDERS  # it was loaded when signalled
+    assert {status for _, status, _ in answers} <= {200, 503}
+    assert all(connection == "close" for _, status, connection in answers if status == 503)
+    assert await db.fetchval("SELECT count(*) FROM reports WHERE report_id = ANY($1::uuid[])", acked) == len(acked)
+
+
+async def _whole_answer(reader) -> tuple[int, dict, bytes]:
+    """One HTTP/1.1 answer, whole (status line, headers, Content-Length body); EOFError if it is cut."""
+    status_line = await reader.readline()
+    if not status_line.endswith(b"\r\n"):
+        raise EOFError(f"no answer: {status_line!r}")
+    headers = {}
+    while (line := await reader.readline()) != b"\r\n":
+        if not line:
+            raise EOFError("answer cut in its headers")
+        k, _, v = line.decode().partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(status_line.split()[1]), headers, await reader.readexactly(int(headers.get("content-length", "0")))

@@ -54,7 +54,7 @@ from collector.http.common import (
 from collector.ingest import Ingest, ReceiptSigner, ReportWriter, load_secret
 from collector.lifecycle import Maintenance, retention
 from collector.ops import database as db
-from collector.ops import log, metrics, serving
+from collector.ops import listening, log, metrics, serving
 
 
 @web.middleware
@@ -64,6 +64,7 @@ async def errors_and_timing(request: web.Request, handler) -> web.StreamResponse
     Database faults become 503 + Retry-After (retryable), never 500.
     """
     started = time.perf_counter()
+    listening.headers_received(request)  # the connection's header deadline stops
     stopping = request.app.get(serving.STOPPING)
     if stopping is not None:
         stopping.request_began()

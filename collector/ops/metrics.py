@@ -55,6 +55,12 @@ TOKEN_CACHE_ON = Gauge(
     "1 while the workspace token cache is on; 0 while suspended (its revocation listener is not listening).",
     multiprocess_mode="livemin",
 )
+HEADER_TIMEOUTS = Counter(
+    "collector_header_read_timeouts",
+    "Connections closed because a request's headers were not in within COLLECTOR_HEADER_READ_TIMEOUT_S: "
+    "'partial' (some bytes came: answered 408) or 'idle' (none came).",
+    ["kind"],
+)
 LISTENER_RECONNECTS = Counter(
     "collector_revocation_listener_reconnects", "Attempts to listen again for token revocations after a loss."
 )
