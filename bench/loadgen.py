@@ -156,6 +156,8 @@ class Conn(asyncio.Protocol):
         self.transport = None
 
     async def request(self, data: bytes) -> int:
+        if self.transport is None:  # reset between connect and send (a server closing its listener)
+            raise ConnectionError("connection lost")
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(data)
         return await self.waiter
