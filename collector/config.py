@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -90,6 +90,15 @@ class Settings(BaseSettings):
     maintenance_check_s: int = Field(default=3600, ge=10)  # how often each serve worker checks (one at a time)
     log_level: str = "INFO"
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _bounds_fit(self) -> "Settings":
+        """A report reserves up to ``max_body_bytes`` of ``in_flight_max_bytes``
+        (``Ingest.reserve``): a smaller in-flight bound would shed every compressed
+        or large report with a 503 that no retry can pass. Raises ValueError."""
+        if self.in_flight_max_bytes < self.max_body_bytes:
+            raise ValueError("COLLECTOR_IN_FLIGHT_MAX_BYTES must be at least COLLECTOR_MAX_BODY_BYTES")
+        return self
 
     @property
     def resolved_signing_key_file(self) -> Path:

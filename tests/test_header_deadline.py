@@ -12,8 +12,9 @@ import time
 
 import orjson
 
-from tests.conftest import load_fixture, make_settings, start_service, stop_service
+from tests.conftest import ADMIN_TOKEN, load_fixture, make_settings, start_service, stop_service
 from tests.test_request_bounds import _answer
+from tests.test_shutdown import _whole_answer
 
 DEADLINE = 1.0
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: collector\r\n\r\n"
@@ -142,3 +143,67 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time
         assert DEADLINE * 0.9 <= closed_at - started < DEADLINE + 1  # before the keep-alive timeout
     finally:
         await stop_service(svc)
+
+
+async def test_an_answer_before_the_body_gets_no_second_408(database_url, tmp_path):
+    """A 401 answered before the body is read (bad token) while the body still
+    trickles in: exactly one answer, no stray 408 from the header deadline for
+    the rest of that body (a newcomer's break-it pass found a second 408)."""
+    svc = await start_service(make_settings(tmp_path, header_read_timeout_s=DEADLINE), database_url)
+    try:
+        reader, writer = await asyncio.open_connection(svc.server.host, svc.server.port)
+        body = b" " * 3000
+        writer.write(b"POST / HTTP/1.1\r\nHost: collector\r\nAuthorization: Bearer wsc_ws_nobody\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        await writer.drain()
+        sender = asyncio.create_task(_trickle(writer, body, 0.1, size=100))  # 3 s: past the deadline
+        data, _ = await asyncio.wait_for(_closed(reader), 20)
+        sender.cancel()
+        writer.close()
+        assert data.count(b"HTTP/1.1 ") == 1 and data.startswith(b"HTTP/1.1 401")
+    finally:
+        await stop_service(svc)
+
+
+async def test_every_body_has_a_deadline_api_and_console_included(database_url, tmp_path):
+    """COLLECTOR_BODY_READ_TIMEOUT_S bounds every body, not only reports': an
+    operator API body and a console sign-in form that stop half-way get 408."""
+    svc = await start_service(make_settings(tmp_path, body_read_timeout_s=DEADLINE), database_url)
+    try:
+        for head in (b"POST /api/v1/workspaces HTTP/1.1\r\nAuthorization: Bearer " + ADMIN_TOKEN.encode()
+                     + b"\r\nContent-Type: application/json\r\n",
+                     b"POST /console/sign-in HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"):
+            reader, writer = await asyncio.open_connection(svc.server.host, svc.server.port)
+            started = time.monotonic()
+            writer.write(head + b"Host: collector\r\nContent-Length: 1000\r\n\r\n" + b"token=")
+            await writer.drain()
+            status, _, answer = await asyncio.wait_for(_whole_answer(reader), 10)
+            writer.close()
+            assert status == 408, head
+            assert DEADLINE * 0.9 <= time.monotonic() - started < DEADLINE + 3
+    finally:
+        await stop_service(svc)
+
+
+async def test_a_client_gone_mid_body_is_refused_client_disconnected_not_a_database_fault(database_url, tmp_path):
+    """A client that closes its connection half-way through a report's body ends
+    refused(client_disconnected) in the metrics, never shed(database_unavailable)."""
+    svc = await start_service(make_settings(tmp_path), database_url)
+    try:
+        ws = await svc.register()
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(svc.server.host, svc.server.port)
+            writer.write(b"POST / HTTP/1.1\r\nHost: collector\r\nAuthorization: Bearer " + ws["token"].encode()
+                         + b"\r\nContent-Type: application/json\r\nContent-Length: 12000\r\n\r\n{\"_id\": ")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.transport.abort()  # a reset, mid-body
+        await asyncio.sleep(0.5)
+        async with svc.http.get(svc.url + "/metrics") as r:
+            text = await r.text()
+        assert 'collector_reports_total{outcome="refused",reason="client_disconnected"} 3.0' in text
+        assert 'reason="database_unavailable"' not in text
+    finally:
+        await stop_service(svc)
+
+

@@ -7,6 +7,8 @@ import asyncio
 import time
 
 import orjson
+import pytest
+from pydantic import ValidationError
 
 from tests.conftest import load_fixture, make_settings, start_service, stop_service
 
@@ -60,10 +62,10 @@ async def test_a_body_sent_too_slowly_is_refused_408_at_the_deadline(database_ur
 
 
 async def test_bodies_in_flight_are_bounded_per_worker_and_shed_before_reading(database_url, tmp_path, db):
-    """in_flight_max_bytes 30,000: one 20,000-byte body being read holds its
+    """in_flight_max_bytes 30,000 (and the body cap as large): one 20,000-byte body being read holds its
     reservation; a second one of 20,000 is shed 503 + Retry-After before its body
     is read; once the first is done, the next is taken."""
-    svc = await start_service(make_settings(tmp_path, in_flight_max_bytes=30_000), database_url)
+    svc = await start_service(make_settings(tmp_path, in_flight_max_bytes=30_000, max_body_bytes=30_000), database_url)
     try:
         ws = await svc.register()
         doc = load_fixture("report-8.7.0.json")
@@ -92,3 +94,12 @@ async def test_bodies_in_flight_are_bounded_per_worker_and_shed_before_reading(d
         assert await db.fetchval("SELECT count(*) FROM reports WHERE workspace_id = $1::uuid", ws["workspace_id"]) == 2
     finally:
         await stop_service(svc)
+
+
+def test_an_in_flight_bound_below_the_body_cap_is_refused_at_start(tmp_path):
+    """A report reserves up to the body cap: a smaller in-flight bound would shed
+    every compressed report with a 503 no retry passes. Refused, naming both settings."""
+    with pytest.raises(ValidationError) as info:
+        make_settings(tmp_path, in_flight_max_bytes=200_000)
+    assert "COLLECTOR_IN_FLIGHT_MAX_BYTES" in str(info.value) and "COLLECTOR_MAX_BODY_BYTES" in str(info.value)
+    assert make_settings(tmp_path, in_flight_max_bytes=200_000, max_body_bytes=200_000).in_flight_max_bytes == 200_000

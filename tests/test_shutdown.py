@@ -309,3 +309,40 @@ async def _whole_answer(reader) -> tuple[int, dict, bytes]:
         k, _, v = line.decode().partition(":")
         headers[k.strip().lower()] = v.strip()
     return int(status_line.split()[1]), headers, await reader.readexactly(int(headers.get("content-length", "0")))
+
+
+async def test_sigterm_answers_a_request_whose_body_is_still_arriving(database_url, db, tmp_path):
+    """A body still uploading at SIGTERM, its rest arriving after the quiet period
+    (1 s): it is read, answered 200 and stored, and the server then exits at once
+    (before: aiohttp's shutdown dropped the rest of the body, the request went
+    unanswered and the stop took the whole grace period)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start(database_url, tmp_path, port, 1, COLLECTOR_SHUTDOWN_GRACE_S="20")
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_ready(http, url, proc)
+            async with http.post(url + "/api/v1/workspaces", json={"plan": "starter"}, headers=admin_headers()) as r:
+                ws = await r.json()
+        body = orjson.dumps({**load_fixture("report-8.7.0.json"), "_id": "still-arriving"})
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST / HTTP/1.1\r\nHost: collector\r\nAuthorization: Bearer {ws['token']}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:5000])
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1.8)  # past the quiet period
+        writer.write(body[5000:])
+        await writer.drain()
+        status, headers, answer = await asyncio.wait_for(_whole_answer(reader), 10)
+        writer.close()
+        assert status == 200 and orjson.loads(answer)["outcome"] == "accepted"
+        assert headers.get("connection", "").lower() == "close"
+        stopped = time.monotonic()
+        assert await asyncio.to_thread(proc.wait, 15) == 0
+        assert time.monotonic() - stopped < 8  # not the 20 s grace period
+        assert await db.fetchval("SELECT count(*) FROM reports WHERE workspace_id = $1::uuid", ws["workspace_id"]) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -28,13 +28,11 @@ from typing import TYPE_CHECKING
 import aiohttp_jinja2
 import aiohttp_session
 from aiohttp import web
-from aiohttp.http_exceptions import PayloadEncodingError
-from aiohttp.web_protocol import RequestPayloadError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from collector.accounts import Forbidden, Principal
 from collector.config import Settings
-from collector.ingest import load_secret
+from collector.ingest import decoding, load_secret, outcomes
 
 if TYPE_CHECKING:
     import asyncpg
@@ -200,23 +198,22 @@ FORM_FIELDS_MAX = 20
 
 async def read_form(request: web.Request) -> dict[str, str]:
     """The posted form as ``{name: value}`` (the last value of a repeated
-    name), read the way every endpoint reads a body: chunk by chunk after
-    decompression, capped at ``COLLECTOR_API_MAX_BODY_BYTES``. Raises
-    Problem: 415 (not ``application/x-www-form-urlencoded``), 413 (over the
-    cap), 400 (corrupt compressed data, a truncated body, not UTF-8, more
-    than FORM_FIELDS_MAX fields)."""
+    name), read by the reader of every body (``collector.ingest.decoding.read_capped``:
+    chunk by chunk after decompression, capped at ``COLLECTOR_API_MAX_BODY_BYTES``,
+    within ``COLLECTOR_BODY_READ_TIMEOUT_S``). Raises Problem: 415 (not
+    ``application/x-www-form-urlencoded``), 413 (over the cap), 408 (too slow),
+    400 (corrupt compressed data, a truncated body, the connection closed
+    mid-body, not UTF-8, more than FORM_FIELDS_MAX fields)."""
     if request.content_type != FORM_TYPE:
         raise Problem(415, f"A form is sent as {FORM_TYPE}.")
-    limit = deps(request).settings.api_max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise Problem(413, f"The form is larger than {limit} bytes.")
-    body = bytearray()
+    settings = deps(request).settings
     try:
-        while chunk := await request.content.readany():
-            body += chunk
-            if len(body) > limit:
-                raise Problem(413, f"The form is larger than {limit} bytes.")
-    except (PayloadEncodingError, RequestPayloadError):
+        body = await decoding.read_capped(request, settings.api_max_body_bytes, settings.body_read_timeout_s)
+    except outcomes.Refusal as refusal:
+        if refusal.reason is outcomes.Reason.TOO_LARGE:
+            raise Problem(413, f"The form is larger than {settings.api_max_body_bytes} bytes.") from None
+        if refusal.reason is outcomes.Reason.READ_TIMEOUT:
+            raise Problem(408, "The form did not arrive in time.") from None
         raise Problem(400, "The form could not be read.") from None
     try:
         return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict",

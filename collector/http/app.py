@@ -68,6 +68,14 @@ async def errors_and_timing(request: web.Request, handler) -> web.StreamResponse
     stopping = request.app.get(serving.STOPPING)
     if stopping is not None:
         stopping.request_began()
+    try:
+        return await _answer(request, handler, stopping, started)
+    finally:
+        if stopping is not None:
+            stopping.request_ended()
+
+
+async def _answer(request: web.Request, handler, stopping, started: float) -> web.StreamResponse:
     retry_after = request.app[STATE].settings.retry_after_s
     try:
         response = await handler(request)

@@ -95,13 +95,17 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
 
     The body is read by the one body reader of every endpoint
     (``collector.ingest.decoding.read_body``), capped at
-    ``COLLECTOR_API_MAX_BODY_BYTES`` after decompression. Raises BadRequest:
+    ``COLLECTOR_API_MAX_BODY_BYTES`` after decompression, within
+    ``COLLECTOR_BODY_READ_TIMEOUT_S``. Raises BadRequest:
     415 ``unsupported_media_type`` / ``unsupported_encoding``, 413 ``too_large``,
-    400 ``malformed_body`` (not JSON, corrupt compressed data), 422 with
+    408 ``read_timeout``, 400 ``malformed_body`` (not JSON, corrupt compressed
+    data) or ``client_disconnected``, 422 with
     ``violations`` (path and reason, never the value) when it does not fit.
     """
     try:
-        raw = decoding.parse_json(await decoding.read_body(request, state(request).settings.api_max_body_bytes))
+        settings = state(request).settings
+        raw = decoding.parse_json(await decoding.read_body(request, settings.api_max_body_bytes,
+                                                           settings.body_read_timeout_s))
     except outcomes.Refusal as refusal:
         raise BadRequest(refusal.outcome.status, refusal.reason.value, refusal.detail) from None
     return _validate(model, raw, strict=True, what="the request body")

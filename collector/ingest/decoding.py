@@ -13,6 +13,7 @@ messages name what was wrong, never a part of the body.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import orjson
@@ -25,21 +26,20 @@ from collector.ingest.outcomes import Reason, Refusal
 ACCEPTED_ENCODINGS = {"", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"}
 
 
-async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+async def read_body(request: web.Request, limit: int | None = None, timeout: float | None = None) -> bytes:
     """Read the decompressed JSON body of a request: THE body reader of every
-    endpoint that reads one (reports here; the operator and workspace JSON API
+    endpoint that reads JSON (reports here; the operator and workspace JSON API
     through ``collector.http.common.parse_body``), so that every endpoint
     answers a bad body the same way.
 
     ``limit``: the cap in bytes after decompression (default: the
-    application's ``client_max_size``, ``COLLECTOR_MAX_BODY_BYTES``). The body
-    is read chunk by chunk (aiohttp decompresses in bounded chunks), so a
-    compression bomb stops at the cap.
+    application's ``client_max_size``, ``COLLECTOR_MAX_BODY_BYTES``);
+    ``timeout``: seconds the whole body may take to arrive
+    (``COLLECTOR_BODY_READ_TIMEOUT_S``; None: no deadline). See ``read_capped``.
 
     Raises Refusal: UNSUPPORTED_MEDIA_TYPE (not ``application/json``, or a
     charset other than utf-8), UNSUPPORTED_ENCODING (a Content-Encoding other
-    than gzip/deflate/br/zstd), TOO_LARGE (over ``limit``, compressed or not),
-    MALFORMED_BODY (a corrupt compressed stream or a truncated body).
+    than gzip/deflate/br/zstd), and those of ``read_capped``.
     """
     if request.content_type != "application/json":
         raise Refusal(Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
@@ -51,18 +51,37 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
         raise Refusal(
             Reason.UNSUPPORTED_ENCODING, "Content-Encoding must be gzip, deflate, br, zstd or none"
         )
-    if limit is None:
-        limit = request.client_max_size
+    return await read_capped(request, request.client_max_size if limit is None else limit, timeout)
+
+
+async def read_capped(request: web.Request, limit: int, timeout: float | None) -> bytes:
+    """The request's body after decompression, read chunk by chunk (aiohttp
+    decompresses in bounded chunks, so a compression bomb stops at ``limit``
+    bytes) within ``timeout`` seconds: the reader under every body of every
+    endpoint (JSON here, console forms in ``collector.console.common``).
+
+    Raises Refusal: TOO_LARGE (over ``limit``, announced or after
+    decompression), MALFORMED_BODY (a corrupt compressed stream or a truncated
+    body), READ_TIMEOUT (not all there within ``timeout``), CLIENT_DISCONNECTED
+    (the client closed or reset its connection while sending: a client's
+    fault, never ``database_unavailable``).
+    """
     if request.content_length is not None and request.content_length > limit:
         raise Refusal(Reason.TOO_LARGE, f"the body is larger than {limit} bytes")
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
     body = bytearray()
     try:
-        while chunk := await request.content.readany():
-            body += chunk
-            if len(body) > limit:
-                raise Refusal(Reason.TOO_LARGE, f"the body (after decompression) is larger than {limit} bytes")
+        async with asyncio.timeout(timeout):
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > limit:
+                    raise Refusal(Reason.TOO_LARGE, f"the body (after decompression) is larger than {limit} bytes")
     except (PayloadEncodingError, RequestPayloadError):
         raise Refusal(Reason.MALFORMED_BODY, f"the body is not valid {encoding or 'request'} data") from None
+    except TimeoutError:
+        raise Refusal(Reason.READ_TIMEOUT, f"the body did not arrive within {timeout:g} s") from None
+    except ConnectionError:  # ConnectionResetError and aiohttp's ClientConnectionResetError among them
+        raise Refusal(Reason.CLIENT_DISCONNECTED, "the connection closed before the body was complete") from None
     return bytes(body)
 
 

@@ -39,10 +39,11 @@ class Reason(str, Enum):
     UNSUPPORTED_ENCODING = "unsupported_encoding"  # 415: Content-Encoding not gzip/deflate
     MALFORMED_BODY = "malformed_body"  # 400: not JSON, bad gzip, not UTF-8
     READ_TIMEOUT = "read_timeout"  # 408: the body did not arrive within body_read_timeout_s
+    CLIENT_DISCONNECTED = "client_disconnected"  # 400: the client closed its connection mid-body (no one reads it)
     SCHEMA_VIOLATION = "schema_violation"  # 422: a value does not fit its field
     FUTURE_RECORD = "future_record"  # 422: createdAt more than 1 h ahead
     # shed
-    OVERLOADED = "overloaded"  # 503: the write queue is full
+    OVERLOADED = "overloaded"  # 503: no slot within admission_wait_s, or the bytes in flight at their cap
     DATABASE_UNAVAILABLE = "database_unavailable"  # 503: the database cannot be reached
 
     @property
@@ -62,6 +63,7 @@ _STATUS = {
     Reason.UNSUPPORTED_ENCODING: 415,
     Reason.MALFORMED_BODY: 400,
     Reason.READ_TIMEOUT: 408,
+    Reason.CLIENT_DISCONNECTED: 400,
     Reason.SCHEMA_VIOLATION: 422,
     Reason.FUTURE_RECORD: 422,
     Reason.OVERLOADED: 503,

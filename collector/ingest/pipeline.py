@@ -109,12 +109,7 @@ class Ingest:
     async def read(self, request: web.Request) -> bytes:
         """Body limits and decoding (``decoding.read_body``) within ``body_read_timeout_s``:
         a body sent slower than that is refused ``read_timeout`` (408)."""
-        try:
-            async with asyncio.timeout(self.settings.body_read_timeout_s):
-                return await decoding.read_body(request, self.settings.max_body_bytes)
-        except TimeoutError:
-            raise Refusal(Reason.READ_TIMEOUT,
-                          f"the body did not arrive within {self.settings.body_read_timeout_s:g} s") from None
+        return await decoding.read_body(request, self.settings.max_body_bytes, self.settings.body_read_timeout_s)
 
     async def authenticate(self, request: web.Request) -> UUID:
         """The workspace of the request's bearer token. Refuses ``unauthorized``;

@@ -85,8 +85,14 @@ class HeaderDeadlineHandler(web_protocol.RequestHandler):
     async def finish_response(self, request, resp, start_time):
         try:
             return await super().finish_response(request, resp, start_time)
-        finally:  # answered: the next request's headers are awaited (from its first byte)
-            self._between_requests = True
+        finally:
+            # Answered: the next request's headers are awaited (from its first byte),
+            # unless the connection closes after this answer (``Connection: close``,
+            # or a body left unread: the middleware force-closes the answer). What
+            # still arrives then is the rest of that body, which aiohttp reads and
+            # drops for its lingering time; a deadline on it sent a second,
+            # unasked-for 408 (a newcomer's break-it pass).
+            self._between_requests = bool(resp.keep_alive) and not self._close and not self._force_close
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()

@@ -64,21 +64,29 @@ class Stopping:
     """Whether this worker is stopping: set on a stop signal. While set, every
     answer says ``Connection: close`` and ``/readyz`` answers 503 (the HTTP
     layer reads it from the application, ``app[STOPPING]``, and calls
-    ``request_began`` for every request)."""
+    ``request_began`` / ``request_ended`` around every request)."""
 
     def __init__(self) -> None:
         self.is_set = False
         self.last_request = 0.0  # loop time of the latest request begun while stopping
+        self.in_flight = 0  # requests whose handler has begun and not yet answered
 
     def request_began(self) -> None:
+        self.in_flight += 1
         if self.is_set:
             self.last_request = asyncio.get_running_loop().time()
 
+    def request_ended(self) -> None:
+        self.in_flight -= 1
+
     async def quiet(self, period_s: float, limit_s: float) -> None:
-        """Return once no request has begun for ``period_s`` (at most ``limit_s`` from now)."""
+        """Return once no request has begun for ``period_s`` and none is in flight
+        (a body still arriving included: aiohttp's own shutdown would drop its
+        bytes), at most ``limit_s`` from now."""
         loop = asyncio.get_running_loop()
         self.last_request = start = loop.time()
-        while (now := loop.time()) - self.last_request < period_s and now - start < limit_s:
+        while (((now := loop.time()) - self.last_request < period_s or self.in_flight > 0)
+               and now - start < limit_s):
             await asyncio.sleep(0.05)
 
 
