@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     #: Content-Length, or max_body_bytes when compressed or chunked); beyond: 503 overloaded
     #: before the body is read (issue 11: memory bounded by the bytes in flight, not by the queue).
     in_flight_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    #: Deadline for reading a report's body, seconds (Rocket.Chat's sender gives up after 20 s);
+    #: Deadline for reading a body (reports, the JSON API, console forms), seconds (Rocket.Chat's sender gives up after 20 s);
     #: beyond: 408 read_timeout and the connection closed.
     body_read_timeout_s: float = Field(default=20.0, gt=0)
     #: Reports a worker carries at once from admission to answer (token lookup, body read,

@@ -207,3 +207,31 @@ async def test_a_client_gone_mid_body_is_refused_client_disconnected_not_a_datab
         await stop_service(svc)
 
 
+
+
+async def test_an_unreadable_request_line_gets_a_json_400_that_quotes_nothing(database_url, tmp_path, capfd):
+    """A request line or header aiohttp cannot parse (too long, too many, not
+    HTTP) is answered in the collector's error shape, counted, and neither the
+    answer nor the log quotes the client's bytes or address."""
+    svc = await start_service(make_settings(tmp_path), database_url)
+    try:
+        marker = "zq" + "x" * 20
+        for request in (b"GET /" + marker.encode() * 5000 + b" HTTP/1.1\r\nHost: c\r\n\r\n",
+                        b"GET / HTTP/1.1\r\nHost: c\r\n" + b"".join(b"X-%d: %s\r\n" % (i, marker.encode())
+                                                                   for i in range(1000)) + b"\r\n",
+                        marker.encode() + b"\r\n\r\n"):
+            reader, writer = await asyncio.open_connection(svc.server.host, svc.server.port)
+            writer.write(request)
+            await writer.drain()
+            status, headers, answer = await asyncio.wait_for(_whole_answer(reader), 10)
+            writer.close()
+            assert 400 <= status < 500
+            assert headers["content-type"].startswith("application/json")
+            assert orjson.loads(answer)["error"] in ("malformed_request", "too_large")
+            assert marker.encode() not in answer
+        async with svc.http.get(svc.url + "/metrics") as r:
+            assert "collector_unreadable_requests_total{status=" in await r.text()
+        out, err = capfd.readouterr()
+        assert marker not in out + err and "127.0.0.1" not in out + err
+    finally:
+        await stop_service(svc)

@@ -35,6 +35,7 @@ from aiohttp import web, web_protocol
 
 from collector.config import Settings
 from collector.ops import metrics
+from collector.ops.logs import log
 
 #: Listen queue per socket (aiohttp's and asyncio's default).
 BACKLOG = 128
@@ -93,6 +94,27 @@ class HeaderDeadlineHandler(web_protocol.RequestHandler):
             # drops for its lingering time; a deadline on it sent a second,
             # unasked-for 408 (a newcomer's break-it pass).
             self._between_requests = bool(resp.keep_alive) and not self._close and not self._force_close
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """aiohttp's answer to a request it could not parse (a request line or
+        header too long, too many headers, not HTTP) or whose handler failed
+        outside the middleware: in the collector's error shape (``{"error",
+        "detail"}``, JSON), counted (``collector_unreadable_requests_total``),
+        logged without the client's address or any of its bytes. aiohttp's own
+        answered plain text quoting the start of the offending line, and
+        logged the client's IP address. The connection closes."""
+        if request.writer.output_size > 0:  # an answer is on its way already: the connection is broken
+            raise ConnectionError("an answer was sent already")
+        metrics.UNREADABLE_REQUESTS.labels(str(status)).inc()
+        log.info("request_unreadable", status=status, error=type(exc).__name__ if exc else None)
+        error, detail = ("internal_error", "the collector failed on this request") if status >= 500 else (
+            "too_large" if status in (413, 431) else "malformed_request",
+            "the request line or headers could not be read")
+        response = web.Response(status=status, body=orjson.dumps({"error": error, "detail": detail}),
+                                content_type="application/json")
+        response.force_close()
+        return response
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()

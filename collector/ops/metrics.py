@@ -55,6 +55,11 @@ TOKEN_CACHE_ON = Gauge(
     "1 while the workspace token cache is on; 0 while suspended (its revocation listener is not listening).",
     multiprocess_mode="livemin",
 )
+UNREADABLE_REQUESTS = Counter(
+    "collector_unreadable_requests",
+    "Requests whose request line or headers could not be parsed (too long, too many, not HTTP), by status.",
+    ["status"],
+)
 HEADER_TIMEOUTS = Counter(
     "collector_header_read_timeouts",
     "Connections closed because a request's headers were not in within COLLECTOR_HEADER_READ_TIMEOUT_S: "
