@@ -30,6 +30,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("parse (orjson)", ("parse_json (", "parse_exact (")),
     ("gate (validate, strip, fold)", ("check_report (", "Ingest.gate (")),
     ("body read and decoding", ("Ingest.read (", "read_body (")),
+    ("kept JSON and rollup values", ("Ingest.pending (",)),
     ("auth (token, cache)", ("Ingest.authenticate (",)),
     ("admission", ("Ingest.admit (", "Ingest.reserve (")),
     ("store (group commit, asyncpg)", ("ReportWriter.", "asyncpg/")),

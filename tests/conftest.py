@@ -101,7 +101,8 @@ class Served:
         self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
                                     shutdown_timeout=self.settings.shutdown_grace_s)
         await self.runner.setup()
-        self.listener = listening.Listener(self.runner, listening.bind(self.host, 0), self.settings)
+        sockets = listening.bind(self.host, 0, recv_buffer=self.settings.recv_buffer_bytes)
+        self.listener = listening.Listener(self.runner, sockets, self.settings)
         await self.listener.start()
         self.port = self.listener.addresses[0][1]
 

@@ -12,7 +12,7 @@ and category; forgetting a category (opt-out) or a workspace (erasure)
 destroys the keys, and only the small table of keys is rewritten.
 
 - ``seal(aead, report_id, category, data)``: the category's fields as
-  compact JSON (``orjson``), compressed with zstd when over 1 KiB (sealed
+  compact JSON (``orjson``; or given as that JSON), compressed with zstd when over 1 KiB (sealed
   data does not compress in PostgreSQL), sealed with AES-256-GCM
   (``cryptography``, the library PyJWT already uses) under a random 96-bit
   nonce; the associated data binds it to its report and category. Format:
@@ -68,13 +68,14 @@ _COMPRESSOR = zstd.ZstdCompressor(level=1)  # reused: a new context per call cos
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-def seal(aead: AESGCM | None, report_id: UUID, category: str, data: dict | None) -> bytes | None:
-    """``data`` ({dotted path: value}) sealed for ``report_id``'s ``category``;
-    None when not kept (``data`` None) or when there is no key (the category
-    is dropped by the workspace's opt-out)."""
+def seal(aead: AESGCM | None, report_id: UUID, category: str, data: dict | bytes | None) -> bytes | None:
+    """``data`` ({dotted path: value}, or that dict already as compact JSON,
+    ``orjson.dumps``) sealed for ``report_id``'s ``category``; None when not
+    kept (``data`` None) or when there is no key (the category is dropped by
+    the workspace's opt-out)."""
     if data is None or aead is None:
         return None
-    plain = orjson.dumps(data)
+    plain = data if isinstance(data, bytes) else orjson.dumps(data)
     kind = SEALED_JSON
     if len(plain) > COMPRESS_FROM:
         plain, kind = _COMPRESSOR.compress(plain, mode=zstd.ZstdCompressor.FLUSH_FRAME), SEALED_ZSTD

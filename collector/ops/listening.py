@@ -156,11 +156,14 @@ def timeout_answer(header_read_timeout_s: float) -> bytes:
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
 
 
-def bind(host: str, port: int, *, reuse_port: bool = False) -> list[socket.socket]:
+def bind(host: str, port: int, *, reuse_port: bool = False, recv_buffer: int = 0) -> list[socket.socket]:
     """Listening sockets for ``host:port`` as asyncio's ``create_server`` makes
     them: one per address ``host`` resolves to (every interface when empty),
     ``SO_REUSEADDR``, ``IPV6_V6ONLY`` on IPv6, ``SO_REUSEPORT`` when asked (the
-    workers of ``serve --workers N``), non-blocking. Raises OSError (in use)."""
+    workers of ``serve --workers N``), non-blocking; ``SO_RCVBUF`` ``recv_buffer``
+    bytes when not 0 (``COLLECTOR_RECV_BUFFER_BYTES``; set before ``listen``, so the
+    window the handshake offers fits it; accepted connections inherit it).
+    Raises OSError (in use)."""
     infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     try:
@@ -172,6 +175,8 @@ def bind(host: str, port: int, *, reuse_port: bool = False) -> list[socket.socke
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if recv_buffer:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, recv_buffer)
             sock.bind(address)
             sock.listen(BACKLOG)
             sock.setblocking(False)

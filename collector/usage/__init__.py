@@ -3,8 +3,8 @@ from them (never from raw reports).
 
 Public surface:
 - ``rollups``: ``FIELDS`` (the report values rolled up), ``StoredReport`` and
-  ``apply_reports`` (fold stored reports in), ``rollup_arrays`` /
-  ``APPLY_ROLLUPS_SQL`` (what the ingest writer's batch passes);
+  ``apply_reports`` (fold stored reports in), ``snapshot_values``,
+  ``rollup_arrays`` / ``rollup_columns`` / ``APPLY_ROLLUPS_SQL`` (what the ingest writer's batch passes);
 - ``billing``: consumption per billing period and true-up over the contract term;
 - ``compliance``: each workspace's status against its plan's limits (the
   listing, one workspace, and the console's worst-first ``board``);

@@ -131,7 +131,12 @@ APPLY_ROLLUPS_SQL = (
 def rollup_arrays(categories: "list[dict[str, dict]]") -> list[list[int | None]]:
     """The ROLLUP_COLUMNS of each report as parallel arrays (``apply_rollups``' $5..$10):
     ``categories`` is one report's kept categories per element; None = unknown."""
-    values = [snapshot_values(c) for c in categories]
+    return rollup_columns([snapshot_values(c) for c in categories])
+
+
+def rollup_columns(values: "list[dict[str, int | None]]") -> list[list[int | None]]:
+    """``rollup_arrays`` of reports whose ``snapshot_values`` were taken already
+    (the ingest writer's pending reports carry theirs, not their categories)."""
     return [[v[col] for v in values] for col in ROLLUP_COLUMNS]
 
 
