@@ -89,6 +89,17 @@ async def table_hits(db, needle: str) -> list[str]:
     return hits
 
 
+async def post_watched(service, log_stream, token: str, doc: dict):
+    """Post ``doc``; returns (status, headers, body, the metrics text after it,
+    the log lines it wrote)."""
+    before = log_stream.tell()
+    status, headers, body = await service.post_report(token, doc)
+    async with service.http.get(service.url + "/metrics") as r:
+        metrics_text = await r.text()
+    log_stream.seek(before)
+    return status, headers, body, metrics_text, log_stream.read()
+
+
 async def check_planted(service, db, log_stream, base: str, path_index: int, value: str, counter: list):
     doc = copy.deepcopy(BASES[base])
     path = PATHS[base][path_index % len(PATHS[base])]
@@ -96,12 +107,7 @@ async def check_planted(service, db, log_stream, base: str, path_index: int, val
     counter[0] += 1
     doc["_id"] = f"planted-{counter[0]}"
     ws = await service.register()
-    before = log_stream.tell()
-    status, headers, body = await service.post_report(ws["token"], doc)
-    async with service.http.get(service.url + "/metrics") as r:
-        metrics_text = await r.text()
-    log_stream.seek(before)
-    log_text = log_stream.read()
+    status, headers, body, metrics_text, log_text = await post_watched(service, log_stream, ws["token"], doc)
     needle = value.lower()
     assert status in (200, 422), (status, body)
     where = [
@@ -187,12 +193,7 @@ async def check_position(service, db, log_stream, base: str, pick: int, value: s
     doc["_id"] = f"planted-{_COUNTER[0]}"
     ws = await service.register()
     earlier = await table_counts(db, value)  # rows holding the text before (say a count equal to 16777216)
-    before = log_stream.tell()
-    status, headers, body = await service.post_report(ws["token"], doc)
-    async with service.http.get(service.url + "/metrics") as r:
-        metrics_text = await r.text()
-    log_stream.seek(before)
-    log_text = log_stream.read()
+    status, headers, body, metrics_text, log_text = await post_watched(service, log_stream, ws["token"], doc)
     rows = await db.fetch("SELECT violations::text AS v FROM quarantine WHERE workspace_id = $1::uuid",
                           ws["workspace_id"])
     assert status in (200, 422), (status, body)

@@ -26,7 +26,6 @@ import asyncpg
 import orjson
 import pytest
 
-from collector.http.common import STATE
 from tests.conftest import make_settings, start_service, stop_service
 
 JS = Path(__file__).parent / "js"
